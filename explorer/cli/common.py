@@ -1,0 +1,44 @@
+"""Argument helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from explorer.config import ArchConfig
+from explorer.errors import ConfigError
+from explorer.presets import PRESETS
+
+
+def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--preset", choices=sorted(PRESETS), help="a named architecture")
+    group.add_argument("--config", type=Path, help="an architecture JSON file (ArchConfig.to_dict())")
+
+
+def arch_from_args(args: argparse.Namespace) -> ArchConfig:
+    if args.preset:
+        return PRESETS[args.preset]
+    try:
+        text = args.config.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {args.config}: {err.strerror}.") from None
+    data = json.loads(text) if text.strip() else None
+    if isinstance(data, dict) and "arch" in data:  # a run record or checkpoint metadata holds it under "arch"
+        data = data["arch"]
+    return ArchConfig.from_dict(data)
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not C,H,W (e.g. 3,32,32)") from None
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not C,H,W with three positive numbers (e.g. 3,32,32)")
+    return values
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj))

@@ -1,0 +1,229 @@
+"""Analytic per-layer cost of an ArchConfig: params, MACs, op counts, memory, budget. No forward pass.
+
+Conventions (batch 1, inference):
+- MAC = one multiply-accumulate. Conv: out_elements * (in_ch * kH * kW). Linear: in * out.
+- FLOPs = 2 * (conv + linear MACs), as torch.utils.flop_counter.FlopCounterMode counts.
+- multiplications / additions: conv and linear multiply-adds, bias adds, residual adds.
+- comparisons: ReLU 1 per element, max-pool k*k-1 per output, global max-pool H*W-1 per channel.
+- elementwise: BatchNorm (scale + shift, 2 per element), other activations (1 per element, LeakyReLU's
+  multiply), average pooling (k*k per output).
+- torchinfo_mult_adds: what torchinfo reports as "Mult-Adds" at batch 1 (conv: params * H_out * W_out,
+  other layers with parameters: their parameter count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from math import prod
+
+from explorer.config import ArchConfig, head_features, layer_shapes
+from explorer.errors import ConfigError
+
+BYTES_PER_FLOAT = 4
+DEFAULT_BUDGET = 256_000
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    kind: str
+    out_shape: tuple[int, ...]
+    params: int = 0
+    buffers: int = 0
+    macs: int = 0
+    multiplications: int = 0
+    additions: int = 0
+    comparisons: int = 0
+    elementwise: int = 0
+    torchinfo_mult_adds: int = 0
+
+    @property
+    def activation_bytes(self) -> int:
+        return prod(self.out_shape) * BYTES_PER_FLOAT
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"out_shape": list(self.out_shape), "activation_bytes": self.activation_bytes}
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    layers: tuple[LayerCost, ...]
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    budget: int = DEFAULT_BUDGET
+    totals: dict = field(default_factory=dict)
+
+    def _sum(self, attr: str) -> int:
+        return sum(getattr(layer, attr) for layer in self.layers)
+
+    @property
+    def params(self) -> int:
+        return self._sum("params")
+
+    @property
+    def buffers(self) -> int:
+        return self._sum("buffers")
+
+    @property
+    def macs(self) -> int:
+        return self._sum("macs")
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def multiplications(self) -> int:
+        return self._sum("multiplications")
+
+    @property
+    def additions(self) -> int:
+        return self._sum("additions")
+
+    @property
+    def comparisons(self) -> int:
+        return self._sum("comparisons")
+
+    @property
+    def elementwise(self) -> int:
+        return self._sum("elementwise")
+
+    @property
+    def torchinfo_mult_adds(self) -> int:
+        return self._sum("torchinfo_mult_adds")
+
+    @property
+    def param_bytes(self) -> int:
+        return (self.params + self.buffers) * BYTES_PER_FLOAT
+
+    @property
+    def activation_bytes(self) -> int:
+        """Sum of every layer's output at batch 1 (what a training step keeps for backward)."""
+        return sum(layer.activation_bytes for layer in self.layers) + prod(self.input_shape) * BYTES_PER_FLOAT
+
+    @property
+    def within_budget(self) -> bool:
+        return self.params <= self.budget
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.params
+
+    def to_dict(self) -> dict:
+        return {
+            "params": self.params, "buffers": self.buffers, "macs": self.macs, "flops": self.flops,
+            "multiplications": self.multiplications, "additions": self.additions,
+            "comparisons": self.comparisons, "elementwise": self.elementwise,
+            "torchinfo_mult_adds": self.torchinfo_mult_adds,
+            "param_bytes": self.param_bytes, "activation_bytes": self.activation_bytes,
+            "budget": self.budget, "within_budget": self.within_budget, "remaining": self.remaining,
+            "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+            "layers": [layer.to_dict() | {"budget_share": layer.params / self.budget} for layer in self.layers],
+        }
+
+
+def _conv(name: str, in_ch: int, out: tuple[int, int, int], k: int) -> LayerCost:
+    out_elems = prod(out)
+    macs = out_elems * in_ch * k * k
+    params = out[0] * in_ch * k * k + out[0]
+    # out*(K-1) additions inside the dot products + 1 bias add per output = MACs additions.
+    return LayerCost(name, "Conv2d", out, params=params, macs=macs, multiplications=macs, additions=macs,
+                     torchinfo_mult_adds=params * out[1] * out[2])
+
+
+def _linear(name: str, n_in: int, n_out: int) -> LayerCost:
+    params = n_in * n_out + n_out
+    macs = n_in * n_out
+    return LayerCost(name, "Linear", (n_out,), params=params, macs=macs, multiplications=macs, additions=macs,
+                     torchinfo_mult_adds=params)
+
+
+def _batchnorm(name: str, shape: tuple[int, ...]) -> LayerCost:
+    c = shape[0]
+    kind = "BatchNorm2d" if len(shape) == 3 else "BatchNorm1d"
+    # running mean/var are buffers (+ num_batches_tracked, 1 element).
+    return LayerCost(name, kind, shape, params=2 * c, buffers=2 * c + 1, elementwise=2 * prod(shape),
+                     torchinfo_mult_adds=2 * c)
+
+
+def _activation(name: str, activation: str, shape: tuple[int, ...]) -> LayerCost:
+    n = prod(shape)
+    if activation == "relu":
+        return LayerCost(name, "ReLU", shape, comparisons=n)
+    if activation == "leaky_relu":
+        return LayerCost(name, "LeakyReLU", shape, comparisons=n, elementwise=n)
+    return LayerCost(name, {"gelu": "GELU", "silu": "SiLU"}[activation], shape, elementwise=n)
+
+
+def _pool(name: str, pool: str, out: tuple[int, int, int]) -> LayerCost:
+    n = prod(out)
+    if pool == "max":
+        return LayerCost(name, "MaxPool2d", out, comparisons=3 * n)
+    return LayerCost(name, "AvgPool2d", out, elementwise=4 * n)
+
+
+def _conv_stage(cfg: ArchConfig, input_shape: tuple[int, int, int]) -> list[LayerCost]:
+    rows: list[LayerCost] = []
+    for block, shape in zip(cfg.conv, layer_shapes(cfg, input_shape)):
+        name = shape.name
+        rows.append(_conv(name, shape.in_shape[0], shape.conv_shape, block.kernel))
+        if cfg.batchnorm:
+            rows.append(_batchnorm(f"{name}.bn", shape.conv_shape))
+        rows.append(_activation(f"{name}.act", cfg.activation, shape.conv_shape))
+        if block.residual:
+            n = prod(shape.conv_shape)
+            rows.append(LayerCost(f"{name}.add", "Add", shape.conv_shape, additions=n))
+        if block.pool != "none":
+            rows.append(_pool(f"{name}.pool", block.pool, shape.out_shape))
+    return rows
+
+
+def _head(cfg: ArchConfig, input_shape: tuple[int, int, int]) -> list[LayerCost]:
+    c, h, w = layer_shapes(cfg, input_shape)[-1].out_shape
+    if cfg.head == "flatten":
+        return []
+    if cfg.head == "avgpool":
+        return [LayerCost("head.avgpool", "AdaptiveAvgPool2d", (c,), elementwise=c * h * w)]
+    return [LayerCost("head.maxpool", "AdaptiveMaxPool2d", (c,), comparisons=c * (h * w - 1))]
+
+
+def _fc_stage(cfg: ArchConfig, input_shape: tuple[int, int, int], num_classes: int) -> list[LayerCost]:
+    rows: list[LayerCost] = []
+    width = head_features(cfg, input_shape)
+    for i, units in enumerate(cfg.fc, 1):
+        rows.append(_linear(f"fc{i}", width, units))
+        if cfg.batchnorm:
+            rows.append(_batchnorm(f"fc{i}.bn", (units,)))
+        rows.append(_activation(f"fc{i}.act", cfg.activation, (units,)))
+        width = units
+    rows.append(_linear("output", width, num_classes))
+    return rows
+
+
+def model_cost(cfg: ArchConfig, input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10,
+               budget: int = DEFAULT_BUDGET) -> ModelCost:
+    """Per-layer and total cost of `cfg` on one image of `input_shape`; ConfigError if it cannot be built."""
+    input_shape = tuple(input_shape)
+    layers = _conv_stage(cfg, input_shape) + _head(cfg, input_shape) + _fc_stage(cfg, input_shape, num_classes)
+    return ModelCost(tuple(layers), input_shape, num_classes, budget)
+
+
+def fit_to_budget(cfg: ArchConfig, budget: int = DEFAULT_BUDGET, input_shape: tuple[int, int, int] = (3, 32, 32),
+                  num_classes: int = 10) -> ArchConfig:
+    """The largest uniform width scaling of `cfg` whose parameter count fits `budget` (bisection on the factor)."""
+    def params(factor: float) -> int:
+        return model_cost(cfg.scaled(factor), input_shape, num_classes).params
+
+    low, high = 0.0, 1.0
+    while params(high) <= budget and high < 64:
+        low, high = high, high * 2
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if params(mid) <= budget else (low, mid)
+    if low == 0.0:
+        if params(1e-9) > budget:
+            raise ConfigError(
+                f"even with every width at 1 this network has {params(1e-9):,} parameters, over the budget of "
+                f"{budget:,}; use a global pooling head, more pooling, or a larger budget.")
+        low = 1e-9
+    return cfg.scaled(low)

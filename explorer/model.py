@@ -1,0 +1,67 @@
+"""build_model(cfg, input_shape, num_classes) -> nn.Module. Imports nothing from training."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from explorer.config import ArchConfig, ConvBlock, head_features, layer_shapes
+from explorer.errors import ConfigError
+
+ACTIVATION_MODULES = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+class ConvUnit(nn.Module):
+    """One conv block: conv -> [BN] -> act -> [+x] -> [pool] -> [dropout]."""
+
+    def __init__(self, block: ConvBlock, in_channels: int, cfg: ArchConfig) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, block.out_channels, block.kernel, block.stride, block.pad)
+        self.bn = nn.BatchNorm2d(block.out_channels) if cfg.batchnorm else nn.Identity()
+        self.act = ACTIVATION_MODULES[cfg.activation]()
+        self.residual = block.residual
+        pools = {"none": nn.Identity, "max": lambda: nn.MaxPool2d(2, 2), "avg": lambda: nn.AvgPool2d(2, 2)}
+        self.pool = pools[block.pool]()
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout_conv and cfg.dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.bn(self.conv(x)))
+        if self.residual:
+            y = y + x
+        return self.drop(self.pool(y))
+
+
+class Net(nn.Module):
+    """The network an ArchConfig describes. Keeps its config so checkpoints can rebuild it."""
+
+    def __init__(self, cfg: ArchConfig, input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10):
+        super().__init__()
+        shapes = layer_shapes(cfg, input_shape)  # raises ConfigError naming the layer
+        self.cfg, self.input_shape, self.num_classes = cfg, tuple(input_shape), num_classes
+        in_ch = [input_shape[0]] + [s.out_shape[0] for s in shapes[:-1]]
+        self.features = nn.Sequential(*(ConvUnit(b, c, cfg) for b, c in zip(cfg.conv, in_ch)))
+        heads = {"flatten": nn.Flatten, "avgpool": lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+                 "maxpool": lambda: nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())}
+        self.head = heads[cfg.head]()
+        layers: list[nn.Module] = []
+        width = head_features(cfg, input_shape)
+        for units in cfg.fc:
+            layers.append(nn.Linear(width, units))
+            if cfg.batchnorm:
+                layers.append(nn.BatchNorm1d(units))
+            layers.append(ACTIVATION_MODULES[cfg.activation]())
+            if cfg.dropout > 0:
+                layers.append(nn.Dropout(cfg.dropout))
+            width = units
+        layers.append(nn.Linear(width, num_classes))
+        self.classifier = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.head(self.features(x)))
+
+
+def build_model(cfg: ArchConfig, input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10) -> Net:
+    """The nn.Module for `cfg`; raises ConfigError when the input cannot pass through it."""
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ConfigError(f"num_classes must be a whole number of at least 2, got {num_classes!r}.")
+    return Net(cfg, tuple(input_shape), num_classes)

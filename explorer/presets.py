@@ -1,0 +1,58 @@
+"""The study's networks, a modern one, and budget-optimal ones, by name; training recipes by name."""
+
+from __future__ import annotations
+
+from explorer.config import ArchConfig, ConvBlock, TrainConfig
+
+
+def _study_net(c1: int, c2: int, f1: int, f2: int, **toggles) -> ArchConfig:
+    """The tutorial's shape: two 5x5 valid convs each followed by 2x2 max-pool, then two hidden FC layers."""
+    conv = (ConvBlock(c1, kernel=5, padding="valid", pool="max"), ConvBlock(c2, kernel=5, padding="valid", pool="max"))
+    return ArchConfig(conv=conv, fc=(f1, f2), **toggles)
+
+
+def _vgg_like(widths: tuple[int, ...], pools: tuple[int, ...], **options) -> ArchConfig:
+    """3x3 same-padding convs; a 2x2 max-pool after the blocks whose 0-based index is in `pools`."""
+    blocks = tuple(ConvBlock(w, kernel=3, padding="same", pool="max" if i in pools else "none")
+                   for i, w in enumerate(widths))
+    return ArchConfig(conv=blocks, batchnorm=True, **options)
+
+
+PRESETS: dict[str, ArchConfig] = {
+    # The PyTorch tutorial net the study started from: 62,006 params, 54 % after 2 epochs.
+    "tutorial": _study_net(6, 16, 120, 84),
+    # Study 2-1: widths 32/64/128/64 - 267,530 params, over the 256k budget.
+    "study-wide": _study_net(32, 64, 128, 64),
+    # Study 2-2: widths 25/50/100/50 - 163,860 params.
+    "study-2-2": _study_net(25, 50, 100, 50),
+    # Study 3: 2-2 with BatchNorm after every conv and hidden FC - 164,310 params, 73-74 % (the final net).
+    "study-bn": _study_net(25, 50, 100, 50, batchnorm=True),
+    # Study 3 with Dropout 0.2 on the hidden FC layers - same params.
+    "study-bn-dropout": _study_net(25, 50, 100, 50, batchnorm=True, dropout=0.2),
+    # A modern plain net: 3x3 convs, BatchNorm, global average pooling, no hidden FC.
+    "modern": _vgg_like((32, 32, 64, 64, 128), pools=(1, 3, 4), head="avgpool"),
+    # Budget-optimal: quickest to the study's accuracy on a CPU (few, wide-enough layers, early pooling).
+    "fast": _vgg_like((64, 128, 256), pools=(0, 1, 2), head="maxpool", activation="gelu"),
+    # Budget-optimal: highest accuracy with a longer recipe (residual blocks between same-width convs).
+    "best": ArchConfig(
+        conv=(ConvBlock(48), ConvBlock(96, pool="max"), ConvBlock(96, residual=True),
+              ConvBlock(128, pool="max"), ConvBlock(128, residual=True), ConvBlock(128, pool="max"),
+              ConvBlock(128, residual=True)),
+        batchnorm=True, activation="gelu", head="maxpool"),
+}
+
+RECIPES: dict[str, TrainConfig] = {
+    # The study's way: SGD lr 0.001, momentum 0.9, batch 8, normalization 0.5/0.5, no augmentation.
+    "study": TrainConfig(epochs=2, batch_size=8, test_batch_size=120, optimizer="sgd", lr=0.001, momentum=0.9,
+                         normalization="half"),
+    # Short one-cycle SGD with label smoothing, flip + crop and flip TTA.
+    "fast": TrainConfig(epochs=8, batch_size=256, optimizer="nesterov", lr=0.2, momentum=0.9, weight_decay=5e-4,
+                        schedule="onecycle", label_smoothing=0.2, augment=("flip", "crop"), tta_flip=True),
+    # The same, longer, with weight averaging.
+    "best": TrainConfig(epochs=40, batch_size=256, optimizer="nesterov", lr=0.2, momentum=0.9, weight_decay=5e-4,
+                        schedule="onecycle", label_smoothing=0.2, augment=("flip", "crop"), ema=0.999,
+                        tta_flip=True),
+}
+
+DEFAULT_PRESET = "study-bn"
+DEFAULT_RECIPE = "fast"
