@@ -148,7 +148,7 @@ class ArchConfig:
     def from_dict(cls, data: Any) -> ArchConfig:
         data = dict(_known_keys(cls, data, "architecture"))
         if "conv" not in data:
-            raise ConfigError("architecture: missing key 'conv' (a list of conv blocks, e.g. [{\"out_channels\": 32}]).")
+            raise ConfigError("architecture: missing key 'conv' (a list of blocks, e.g. [{\"out_channels\": 32}]).")
         if not isinstance(data["conv"], (list, tuple)):
             raise ConfigError("architecture conv: expected a list of conv blocks.")
         blocks = []
@@ -280,7 +280,7 @@ class TrainConfig:
         _check_choice("loss", self.loss, LOSSES)
         _check_float("label_smoothing", self.label_smoothing, 0.0, 0.5)
         if self.loss == "nll" and self.label_smoothing:
-            raise ConfigError("label_smoothing works with the cross_entropy loss only; set it to 0 or use cross_entropy.")
+            raise ConfigError("label_smoothing needs the cross_entropy loss; set it to 0 or use cross_entropy.")
         for aug in self.augment:
             _check_choice("augment", aug, AUGMENTATIONS)
         _check_int("crop_padding", self.crop_padding, 0, 16)
