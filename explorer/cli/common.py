@@ -24,7 +24,10 @@ def arch_from_args(args: argparse.Namespace) -> ArchConfig:
         text = args.config.read_text()
     except OSError as err:
         raise ConfigError(f"cannot read config file {args.config}: {err.strerror}.") from None
-    data = json.loads(text) if text.strip() else None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config file {args.config} is not valid JSON: {err}.") from None
     if isinstance(data, dict) and "arch" in data:  # a run record or checkpoint metadata holds it under "arch"
         data = data["arch"]
     return ArchConfig.from_dict(data)
