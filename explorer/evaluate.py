@@ -1,0 +1,208 @@
+"""Evaluation: loss, accuracy, per-class accuracy, confusion matrix, the most confused pairs and the
+misclassified examples. Used by training (every epoch), the Checkpoints panel and `python -m explorer evaluate`.
+
+Inputs are the uint8 images (N x C x H x W) the data module keeps in memory; they are scaled to [0, 1] and
+normalized with the mean/std the model was trained with, one batch at a time on the model's device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from explorer.errors import DataError
+
+
+def default_device() -> torch.device:
+    """CUDA when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def predict_logits(model: nn.Module, x_uint8: torch.Tensor, mean: list[float], std: list[float],
+                   batch_size: int = 1000, device: torch.device | str | None = None,
+                   tta_flip: bool = False) -> torch.Tensor:
+    """Logits (N x classes, float32 on the CPU) for uint8 images; eval mode, restored afterwards.
+
+    With `tta_flip` the logits are the mean of the image's and its horizontal mirror's (test-time augmentation).
+    """
+    device = torch.device(device) if device is not None else _model_device(model)
+    scale = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
+    shift = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        with torch.inference_mode():
+            for chunk in x_uint8.split(batch_size):
+                # (x/255 - mean) / std computed as (x - 255 mean) / (255 std): one subtraction and one division.
+                batch = (chunk.to(device, non_blocking=True).float() - shift) / scale
+                logits = model(batch)
+                if tta_flip:
+                    logits = (logits + model(batch.flip(3))) / 2
+                outputs.append(logits.float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+
+
+def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts: row = true class, column = predicted class."""
+    index = y_true.to(torch.int64) * num_classes + y_pred.to(torch.int64)
+    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
+    """Fraction of each true class predicted right (None for a class with no test images)."""
+    totals = confusion.sum(dim=1)
+    return [float(confusion[i, i] / totals[i]) if totals[i] > 0 else None for i in range(confusion.shape[0])]
+
+
+def evaluate_model(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, mean: list[float], std: list[float],
+                   batch_size: int = 1000, device: torch.device | str | None = None, tta_flip: bool = False,
+                   classes: list[str] | None = None) -> dict:
+    """Loss and accuracy of `model` on uint8 images with labels `y`.
+
+    Returns {"loss", "accuracy", "correct", "count", "per_class" {class name (or index) -> accuracy},
+    "confusion" (list of lists, row = true), "predictions" (int64 tensor), "confidences" (float tensor:
+    softmax probability of the predicted class), "logits"}.
+    """
+    if len(x_uint8) == 0:
+        raise DataError("there are no test images to evaluate on; pick a dataset with a test split.")
+    if len(x_uint8) != len(y):
+        raise DataError(f"{len(x_uint8)} images but {len(y)} labels; the dataset is inconsistent.")
+    logits = predict_logits(model, x_uint8, mean, std, batch_size, device, tta_flip)
+    labels = y.to("cpu", torch.int64)
+    num_classes = logits.shape[1]
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise DataError(f"labels run from {int(labels.min())} to {int(labels.max())} but the model has "
+                        f"{num_classes} outputs; the dataset's classes do not match the model.")
+    probabilities = logits.softmax(dim=1)
+    confidences, predictions = probabilities.max(dim=1)
+    confusion = confusion_matrix(labels, predictions, num_classes)
+    correct = int((predictions == labels).sum())
+    names = list(classes) if classes is not None else list(range(num_classes))
+    return {
+        "loss": float(nn.functional.cross_entropy(logits, labels)),
+        "accuracy": correct / len(labels),
+        "correct": correct,
+        "count": len(labels),
+        "per_class": dict(zip(names, per_class_accuracy(confusion))),
+        "confusion": confusion.tolist(),
+        "predictions": predictions,
+        "confidences": confidences,
+        "logits": logits,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class Evaluation:
+    """What the Checkpoints panel and the evaluate CLI show about one checkpoint on one dataset."""
+
+    data: str
+    classes: list[str]
+    accuracy: float
+    loss: float
+    correct: int
+    count: int
+    per_class: dict[str, float | None]
+    confusion: list[list[int]]
+    # (true class, predicted class, count, fraction of the true class), most frequent first.
+    most_confused: list[dict] = field(default_factory=list)
+    # {"index" (into the test split), "true", "predicted", "confidence"}, most confident mistakes first.
+    misclassified: list[dict] = field(default_factory=list)
+    data_fingerprint: str | None = None
+    # True when the data is the very data the checkpoint was trained and tested on.
+    same_data_as_training: bool | None = None
+    tta_flip: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def most_confused_pairs(confusion: list[list[int]], classes: list[str], top: int = 10) -> list[dict]:
+    """The off-diagonal cells with the most images: which class is taken for which."""
+    totals = [sum(row) for row in confusion]
+    pairs = [{"true": classes[i], "predicted": classes[j], "count": confusion[i][j],
+              "fraction": confusion[i][j] / totals[i]}
+             for i in range(len(classes)) for j in range(len(classes)) if i != j and confusion[i][j] > 0]
+    return sorted(pairs, key=lambda p: (-p["count"], p["true"], p["predicted"]))[:top]
+
+
+def misclassified_examples(result: dict, labels: torch.Tensor, classes: list[str], limit: int = 64) -> list[dict]:
+    """The test images the model got wrong, most confident first (confident mistakes are the telling ones)."""
+    wrong = (result["predictions"] != labels).nonzero().flatten()
+    order = result["confidences"][wrong].argsort(descending=True, stable=True)[:limit]
+    return [{"index": int(i), "true": classes[int(labels[i])], "predicted": classes[int(result["predictions"][i])],
+             "confidence": round(float(result["confidences"][i]), 4)} for i in wrong[order]]
+
+
+def label_mapping(model_classes: list[str], data_classes: list[str], data_name: str) -> torch.Tensor | None:
+    """Index map data label -> model label when both have the same class names (None when already equal)."""
+    if list(model_classes) == list(data_classes):
+        return None
+    missing = [c for c in model_classes if c not in data_classes]
+    extra = [c for c in data_classes if c not in model_classes]
+    if missing or extra:
+        details = "; ".join(filter(None, [
+            f"the dataset lacks {', '.join(missing[:6])}" if missing else "",
+            f"the checkpoint does not know {', '.join(extra[:6])}" if extra else ""]))
+        raise DataError(f"classes do not match: the checkpoint was trained on {len(model_classes)} classes "
+                        f"and {data_name} has {len(data_classes)} ({details}). Evaluate on data with the same classes.")
+    return torch.tensor([model_classes.index(c) for c in data_classes], dtype=torch.int64)
+
+
+def check_input_shape(model_shape: tuple[int, int, int], data_shape: tuple[int, int, int], data_name: str) -> None:
+    if tuple(model_shape) != tuple(data_shape):
+        want, got = "x".join(map(str, model_shape)), "x".join(map(str, data_shape))
+        raise DataError(f"input shape does not match: the checkpoint expects {want} images (C x H x W) and "
+                        f"{data_name} has {got}. Evaluate on data with {want} images.")
+
+
+def evaluate_checkpoint(loaded: Any, dataset: Any, batch_size: int = 1000, device: torch.device | str | None = None,
+                        tta_flip: bool | None = None, misclassified_limit: int = 64) -> Evaluation:
+    """Evaluate a LoadedCheckpoint on a Dataset's test split, with the checkpoint's own normalization.
+
+    DataError when the dataset's classes or image shape differ from the checkpoint's (classes in another
+    order are matched by name). `tta_flip` None uses what the checkpoint was trained with.
+    """
+    meta = loaded.meta
+    classes = list(meta["classes"])
+    check_input_shape(tuple(meta["input_shape"]), dataset.input_shape, dataset.name)
+    mapping = label_mapping(classes, list(dataset.classes), dataset.name)
+    labels = dataset.test_y.to("cpu", torch.int64)
+    notes = []
+    if mapping is not None:
+        labels = mapping[labels]
+        notes.append("the dataset lists the classes in another order; they were matched by name.")
+    if tta_flip is None:
+        tta_flip = bool((meta.get("train") or {}).get("tta_flip", False))
+    device = torch.device(device) if device is not None else default_device()
+    model = loaded.model.to(device)
+    norm = meta["normalization"]
+    result = evaluate_model(model, dataset.test_x, labels, norm["mean"], norm["std"], batch_size, device, tta_flip,
+                            classes)
+    fingerprint = getattr(dataset, "fingerprint", None)
+    return Evaluation(
+        data=dataset.name, classes=classes, accuracy=result["accuracy"], loss=result["loss"],
+        correct=result["correct"], count=result["count"], per_class=result["per_class"],
+        confusion=result["confusion"], most_confused=most_confused_pairs(result["confusion"], classes),
+        misclassified=misclassified_examples(result, labels, classes, misclassified_limit),
+        data_fingerprint=fingerprint,
+        same_data_as_training=(fingerprint == meta.get("data_fingerprint")) if meta.get("data_fingerprint") else None,
+        tta_flip=tta_flip, notes=notes)
+
+
+__all__ = ["evaluate_model", "evaluate_checkpoint", "Evaluation", "predict_logits", "confusion_matrix",
+           "per_class_accuracy", "most_confused_pairs", "misclassified_examples", "default_device"]
