@@ -1,0 +1,1 @@
+"""Streamlit widgets and panels: the only part of the package that imports streamlit."""

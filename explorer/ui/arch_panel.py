@@ -1,0 +1,162 @@
+"""The Architecture tab: metric cards, budget gauge, per-layer cost, torchinfo summary, conventions."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from explorer import charts
+from explorer.config import ArchConfig
+from explorer.cost import ModelCost, model_cost
+from explorer.errors import ConfigError
+from explorer.summary import SummaryTable, torchinfo_summary
+from explorer.ui.format import human, human_bytes
+from explorer.ui.state import Selection
+
+LAYER_COLUMNS = {
+    "layer": st.column_config.TextColumn("layer", pinned=True),
+    "params": st.column_config.NumberColumn("params", format="%,d"),
+    "budget share": st.column_config.ProgressColumn("budget share", format="percent", min_value=0.0,
+                                                    max_value=1.0),
+    "MACs": st.column_config.NumberColumn("MACs", format="%,d"),
+    "mults": st.column_config.NumberColumn("mults", format="%,d"),
+    "adds": st.column_config.NumberColumn("adds", format="%,d"),
+    "compares": st.column_config.NumberColumn("compares", format="%,d"),
+    "elementwise": st.column_config.NumberColumn("elementwise", format="%,d"),
+    "activations": st.column_config.NumberColumn("activations", format="bytes"),
+}
+SUMMARY_COLUMNS = {
+    "params": st.column_config.NumberColumn("params", format="%,d"),
+    "mult-adds": st.column_config.NumberColumn("mult-adds", format="%,d"),
+}
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def cached_summary(cfg_json: str, input_shape: tuple[int, int, int], num_classes: int) -> SummaryTable:
+    """torchinfo needs a forward pass (a few ms to ~100 ms): cache it per config, input and classes."""
+    return torchinfo_summary(ArchConfig.from_json(cfg_json), input_shape, num_classes)
+
+
+def layer_table(cost: ModelCost) -> pd.DataFrame:
+    """One row per layer of the analytic cost model."""
+    return pd.DataFrame([
+        {
+            "layer": layer.name, "type": layer.kind, "output shape": " × ".join(map(str, layer.out_shape)),
+            "params": layer.params, "budget share": layer.params / cost.budget, "MACs": layer.macs,
+            "mults": layer.multiplications, "adds": layer.additions, "compares": layer.comparisons,
+            "elementwise": layer.elementwise, "activations": layer.activation_bytes,
+        }
+        for layer in cost.layers
+    ])
+
+
+def _metric_cards(cost: ModelCost) -> None:
+    over = cost.params - cost.budget
+    delta = f"-{over:,} over budget" if over > 0 else f"{-over:,} under budget"
+    cards = st.columns(5)
+    cards[0].metric("Parameters", f"{cost.params:,}", delta=delta, border=True,
+                    help=f"Trainable parameters against the budget of {cost.budget:,}.")
+    cards[1].metric("MACs / image", human(cost.macs), border=True,
+                    help=f"{cost.macs:,} multiply-accumulates (conv + linear) for one image.")
+    cards[2].metric("FLOPs / image", human(cost.flops), border=True,
+                    help=f"{cost.flops:,} = 2 × MACs, as torch.utils.flop_counter.FlopCounterMode counts.")
+    cards[3].metric("Parameter memory", human_bytes(cost.param_bytes), border=True,
+                    help=f"float32 parameters + BatchNorm running statistics ({cost.buffers:,} buffer values).")
+    cards[4].metric("Activation memory", human_bytes(cost.activation_bytes), border=True,
+                    help="float32 outputs of every layer for one image (kept for the backward pass).")
+
+
+def _op_detail(cost: ModelCost) -> None:
+    st.caption(
+        f"Detail per image: {cost.multiplications:,} multiplications · {cost.additions:,} additions "
+        f"(bias adds included) · {cost.comparisons:,} comparisons (ReLU, max-pool) · "
+        f"{cost.elementwise:,} other element-wise ops (BatchNorm, other activations, avg-pool)."
+    )
+
+
+def _conventions(cost: ModelCost, summary: SummaryTable | None) -> None:
+    bias_adds = cost.torchinfo_mult_adds - cost.macs
+    torchinfo_line = (f"For this network torchinfo reports **{summary.mult_adds:,}** mult-adds "
+                      f"= {cost.macs:,} MACs + {bias_adds:,} bias adds and BatchNorm terms." if summary else "")
+    with st.expander("How the counts are made (MAC, FLOP, torchinfo, and the study's counter)"):
+        st.markdown(f"""
+- **MAC** = one multiply-accumulate. Conv: output elements × (input channels × kH × kW).
+  Linear: inputs × outputs. This network: **{cost.macs:,} MACs** per image.
+- **FLOPs** (the headline number) = **2 × MACs** of conv and linear layers: the convention of
+  `torch.utils.flop_counter.FlopCounterMode` and of most papers. This network: **{cost.flops:,}**.
+- **Detail**, shown apart because conventions differ: multiplications; additions (the accumulations plus
+  one bias add per output, plus residual adds); comparisons (ReLU 1 per element, max-pool k²−1 = 3 per
+  output of a 2×2 pool, global max-pool H·W−1 per channel); other element-wise ops (BatchNorm 2 per element
+  at inference, GELU/SiLU/LeakyReLU 1 per element, average pooling).
+- **torchinfo's "Mult-Adds"** (`LayerInfo.calculate_macs`): for a conv, parameters × output positions
+  (weights *and bias*, so MACs + one bias add per output); for every other layer with parameters
+  (Linear, BatchNorm), batch × parameters, so MACs + biases for Linear and **2C per BatchNorm**. It
+  multiplies by the batch: we run it at batch 1 on the CPU. {torchinfo_line}
+- **Parameters** are the trainable `nn.Parameter`s (BatchNorm has 2C); BatchNorm's running mean and
+  variance are buffers, counted in the memory card but not against the budget.
+- **Why the study's `count_ops` was wrong**: the conv operations were added to the addition and
+  multiplication tallies but never to the total; the pooling loop ran after all convs, on the shape left by
+  the *last* conv, so every pool was counted on the wrong map; linear multiplications were counted twice
+  (`mul_ops += n_ops * 2`). It reported 118,822 "total ops" for the tutorial net, which does 651,720 MACs
+  (1,303,440 FLOPs) per image.
+""")
+
+
+def _layer_section(cost: ModelCost) -> None:
+    st.subheader("Where the parameters and the FLOPs go")
+    st.plotly_chart(charts.cost_bars(cost), key="arch.cost_bars", config={"displayModeBar": False})
+    st.dataframe(layer_table(cost), hide_index=True, column_config=LAYER_COLUMNS, key="arch.layers")
+
+
+def _summary_section(cfg: ArchConfig, selection: Selection) -> SummaryTable | None:
+    st.subheader("torchinfo summary")
+    try:
+        summary = cached_summary(cfg.to_json(), selection.input_shape, selection.num_classes)
+    except ConfigError as err:
+        st.error(str(err))
+        return None
+    st.caption(
+        f"Total params {summary.total_params:,} · trainable {summary.trainable_params:,} · "
+        f"mult-adds {summary.mult_adds:,} · params {human_bytes(summary.param_bytes)} · "
+        f"forward/backward pass {human_bytes(summary.forward_backward_bytes)} (batch 1, CPU)"
+    )
+    st.dataframe(summary.rows, hide_index=True, column_config=SUMMARY_COLUMNS, key="arch.torchinfo")
+    return summary
+
+
+def _config_download(cfg: ArchConfig, selection: Selection) -> None:
+    with st.expander("Config JSON (for `python -m explorer stats --config FILE.json`)"):
+        st.code(cfg.to_json(), language="json")
+        st.download_button("Download config.json", cfg.to_json(), file_name=f"{selection.preset or 'custom'}.json",
+                           mime="application/json", key="arch.download")
+
+
+def render(selection: Selection) -> None:
+    """The Architecture tab for the sidebar's selection; a bad config shows st.error and nothing else."""
+    if selection.cfg is None:
+        st.error(selection.error)
+        return
+    try:
+        cost = model_cost(selection.cfg, selection.input_shape, selection.num_classes, selection.budget)
+    except ConfigError as err:
+        st.error(str(err))
+        return
+    c, h, w = selection.input_shape
+    name = selection.preset or "custom"
+    st.markdown(f"**{name}** on a {c}×{h}×{w} input with {selection.num_classes} classes")
+    _metric_cards(cost)
+    gauge, detail = st.columns([1, 2])
+    with gauge:
+        st.plotly_chart(charts.budget_gauge(cost.params, cost.budget), key="arch.gauge",
+                        config={"displayModeBar": False})
+    with detail:
+        if not cost.within_budget:
+            st.warning(f"{cost.params:,} parameters: {cost.params - cost.budget:,} over the budget of "
+                     f"{cost.budget:,}. Try 'Auto-fit widths to budget', a global pooling head or more pooling.")
+        else:
+            st.success(f"Within budget: {cost.remaining:,} parameters to spare ({cost.params / cost.budget:.0%} used).")
+        _op_detail(cost)
+    _layer_section(cost)
+    summary = _summary_section(selection.cfg, selection)
+    _conventions(cost, summary)
+    _config_download(selection.cfg, selection)

@@ -1,0 +1,169 @@
+"""Pure chart functions: cost bars, budget gauge, training history and the live figures."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from explorer import PRESETS, model_cost
+from explorer.charts import (
+    MAX_POINTS,
+    OK_COLOR,
+    OVER_COLOR,
+    WARN_COLOR,
+    accuracy_figure,
+    budget_color,
+    budget_gauge,
+    cost_bars,
+    cost_by_block,
+    epoch_seconds_figure,
+    history_from_events,
+    loss_figure,
+    per_class_figure,
+    progress,
+    thin,
+    training_figures,
+)
+
+CLASSES = ["cat", "dog", "frog"]
+
+
+def run_events(epochs: int = 2, batches: int = 4, end: str = "finished") -> list[dict]:
+    """A run's events as explorer/jobs.py writes them: started, baseline, batches, epochs, end."""
+    events = [
+        {"type": "started", "time": 100.0, "config": {}, "params": 1234, "flops": 5678, "device": "cpu",
+         "input_shape": [3, 32, 32], "classes": CLASSES, "total_steps": epochs * batches},
+        {"type": "baseline", "time": 101.0, "test_loss": 1.1, "test_accuracy": 0.3,
+         "per_class": {"cat": 0.9, "dog": 0.0, "frog": 0.0}},
+    ]
+    step = 0
+    for epoch in range(1, epochs + 1):
+        for batch in range(1, batches + 1):
+            step += 1
+            events.append({"type": "batch", "time": 101.0 + step, "epoch": epoch, "batch": batch, "step": step,
+                           "loss": 2.0 / step, "lr": 0.1})
+        events.append({"type": "epoch", "time": 101.0 + step, "epoch": epoch, "train_loss": 1.0 / epoch,
+                       "train_accuracy": 0.5 + 0.1 * epoch, "test_loss": 1.2 / epoch,
+                       "test_accuracy": 0.4 + 0.1 * epoch, "per_class": {"cat": 0.5, "dog": 0.6, "frog": 0.1 * epoch},
+                       "seconds": 4.0 + epoch, "images_per_second": 1000.0, "lr": 0.1})
+    if end == "failed":
+        events.append({"type": "failed", "time": 200.0, "error": "loss is NaN at epoch 2 batch 3; lower the lr"})
+    elif end:
+        events.append({"type": end, "time": 200.0, "summary": {"final_test_accuracy": 0.6}})
+    return events
+
+
+def test_cost_by_block_sums_conv_and_batchnorm_params():
+    cost = model_cost(PRESETS["study-bn"])
+    rows = {r["block"]: r for r in cost_by_block(cost)}
+    assert list(rows) == ["conv1", "conv2", "fc1", "fc2", "output"]
+    assert rows["conv1"]["params"] == 1_900 + 50
+    assert rows["conv2"]["flops"] == 2 * 3_125_000
+    assert sum(r["params"] for r in rows.values()) == 164_310
+    assert sum(r["flops"] for r in rows.values()) == cost.flops
+
+
+def test_cost_bars_has_params_and_flops_traces():
+    fig = cost_bars(model_cost(PRESETS["tutorial"]))
+    params, flops = fig.data
+    assert list(params.y) == ["conv1", "conv2", "fc1", "fc2", "output"]
+    assert sum(params.x) == 62_006
+    assert sum(flops.x) == 1_303_440
+    assert fig.layout.uirevision == "cost"
+
+
+@pytest.mark.parametrize(("params", "color"), [(100_000, OK_COLOR), (240_000, WARN_COLOR), (267_530, OVER_COLOR)])
+def test_budget_gauge_turns_red_when_over(params, color):
+    assert budget_color(params, 256_000) == color
+    indicator = budget_gauge(params, 256_000).data[0]
+    assert indicator.value == params
+    assert indicator.gauge.bar.color == color
+    assert indicator.gauge.threshold.value == 256_000
+    assert indicator.gauge.axis.range[1] >= params
+
+
+def test_history_from_events_collects_every_series():
+    history = history_from_events(run_events())
+    assert history.status == "finished" and history.ended
+    assert history.classes == CLASSES and history.total_steps == 8 and history.device == "cpu"
+    assert history.steps == list(range(1, 9))
+    assert history.losses[0] == 2.0
+    assert history.epochs == [1, 2] and history.epoch_end_steps == [4, 8]
+    assert history.test_accuracy == pytest.approx([0.5, 0.6])
+    assert history.baseline_accuracy == 0.3
+    assert history.per_class == {"cat": 0.5, "dog": 0.6, "frog": 0.2}
+    assert history.seconds == [5.0, 6.0]
+    assert history.summary == {"final_test_accuracy": 0.6}
+
+
+def test_history_is_incremental():
+    events = run_events()
+    history = history_from_events(events[:5])
+    assert history.status == "running" and not history.ended and history.steps == [1, 2, 3]
+    history = history_from_events(events[5:], history)
+    assert history == history_from_events(events)
+
+
+def test_failed_run_keeps_its_error():
+    history = history_from_events(run_events(end="failed"))
+    assert history.status == "failed"
+    assert "NaN" in history.error
+
+
+def test_progress_and_eta():
+    events = run_events(end=None)
+    history = history_from_events(events[:6])  # 4 of 8 steps done, 'started' at t=100
+    done, eta = progress(history, now=120.0)
+    assert done == 0.5 and eta == pytest.approx(20.0)
+    assert progress(history_from_events(events[:1]), now=120.0) == (0.0, None)
+    assert progress(history_from_events(run_events()), now=500.0) == (1.0, 0.0)
+
+
+def test_thin_keeps_traces_small_and_the_last_point():
+    xs = list(range(10_000))
+    tx, ty = thin(xs, [2 * x for x in xs])
+    assert len(tx) <= MAX_POINTS + 1
+    assert tx[0] == 0 and tx[-1] == 9_999 and ty[-1] == 19_998
+    assert thin([1, 2], [3, 4]) == ([1, 2], [3, 4])
+
+
+def test_loss_figure_is_thinned():
+    events = run_events(epochs=1, batches=5_000)
+    fig = loss_figure(history_from_events(events))
+    batch_trace, test_trace = fig.data
+    assert len(batch_trace.x) <= MAX_POINTS + 1
+    assert batch_trace.x[-1] == 5_000
+    assert list(test_trace.y) == [1.2]
+
+
+def test_accuracy_figure_has_train_test_and_baseline():
+    fig = accuracy_figure(history_from_events(run_events()))
+    train, test = fig.data
+    assert list(train.y) == pytest.approx([60.0, 70.0])
+    assert list(test.y) == pytest.approx([50.0, 60.0])
+    (baseline,) = fig.layout.shapes
+    assert baseline.y0 == pytest.approx(30.0)
+    assert "random init 30.0" in fig.layout.annotations[0].text
+    assert fig.layout.uirevision == "run"
+
+
+def test_per_class_figure_shows_latest_epoch_and_baseline():
+    fig = per_class_figure(history_from_events(run_events()))
+    baseline, latest = fig.data
+    assert list(latest.x) == CLASSES
+    assert list(latest.y) == pytest.approx([50.0, 60.0, 20.0])
+    assert latest.name == "epoch 2"
+    assert list(baseline.y) == pytest.approx([90.0, 0.0, 0.0])
+
+
+def test_epoch_seconds_figure():
+    fig = epoch_seconds_figure(history_from_events(run_events()))
+    assert list(fig.data[0].y) == [5.0, 6.0]
+
+
+def test_figures_of_a_run_without_events_are_empty_not_errors():
+    figures = training_figures(history_from_events([]))
+    assert set(figures) == {"loss", "accuracy", "per_class", "seconds"}
+    assert len(figures["loss"].data[0].x) == 0
+    assert not math.isnan(progress(history_from_events([]), 0.0)[0])
