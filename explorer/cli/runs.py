@@ -1,9 +1,67 @@
-"""`runs` subcommand (placeholder until its issue lands)."""
+"""`runs`: the run history (every run folder under the runs directory), as a table, JSON or CSV."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+
+from explorer.cli.common import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Not registered yet."""
+    p = sub.add_parser("runs", help="list past runs: params, FLOPs, accuracy, time, status; rename or delete one")
+    p.add_argument("--runs-dir", help="the runs folder (default: $EXPLORER_RUNS_DIR or ./checkpoints)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON list of run rows")
+    out.add_argument("--csv", action="store_true", help="the comparison table as CSV")
+    p.add_argument("--filter", default="", help="only runs whose id, name, preset, recipe or data contain this")
+    p.add_argument("--rename", nargs=2, metavar=("RUN_ID", "NAME"), help="give a run a new name")
+    p.add_argument("--delete", metavar="RUN_ID", help="delete a run folder (needs --yes)")
+    p.add_argument("--yes", action="store_true", help="confirm --delete")
+    p.set_defaults(handler=run_runs)
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    from explorer.runs import RunError, delete_run, filter_runs, list_runs, metrics_csv, rename_run, runs_table
+
+    if args.rename:
+        record = rename_run(args.rename[0], args.rename[1], args.runs_dir)
+        print(f"renamed {record['id']} to {record['name']!r}", file=sys.stderr)
+    if args.delete:
+        if not args.yes:
+            raise RunError(f"deleting {args.delete} removes its checkpoint and metrics; add --yes to confirm.")
+        delete_run(args.delete, args.runs_dir)
+        print(f"deleted {args.delete}", file=sys.stderr)
+    table = filter_runs(runs_table(list_runs(args.runs_dir)), args.filter)
+    if args.json:
+        print_json([{k: _plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")])
+    elif args.csv:
+        sys.stdout.write(metrics_csv(table))
+    else:
+        _print_table(table)
+    return 0
+
+
+def _plain(value):
+    """NaN -> None so the JSON is standard."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _fmt(value, spec: str) -> str:
+    value = _plain(value)
+    return "-" if value is None else format(value, spec)
+
+
+def _print_table(table) -> None:
+    if table.empty:
+        print("no runs yet (train one with `python -m explorer train` or in the app)")
+        return
+    print(f"{'id':<24}{'name':<22}{'status':<10}{'params':>10}{'MFLOPs':>9}{'best':>8}{'final':>8}"
+          f"{'epochs':>7}{'time s':>9}  device")
+    for row in table.to_dict(orient="records"):
+        flops = _plain(row["flops"])
+        print(f"{str(row['id'])[:23]:<24}{str(row['name'])[:21]:<22}{str(row['status']):<10}"
+              f"{_fmt(row['params'], ',.0f'):>10}{'-' if flops is None else f'{flops / 1e6:.2f}':>9}"
+              f"{_fmt(row['best_test_accuracy'], '.2%'):>8}{_fmt(row['final_test_accuracy'], '.2%'):>8}"
+              f"{_fmt(row['epochs'], '.0f'):>7}{_fmt(row['wall_seconds'], '.1f'):>9}  {row['device'] or '-'}")

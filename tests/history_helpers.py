@@ -1,0 +1,57 @@
+"""Run folders made by hand (run.json, events.jsonl, model.safetensors) for the history/checkpoint tests,
+so they do not depend on the training engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from explorer.checkpoint import save_checkpoint
+from explorer.config import ArchConfig, ConvBlock, TrainConfig
+from explorer.cost import model_cost
+from explorer.model import build_model
+
+SYNTHETIC_CLASSES = ["disk", "square", "ring", "cross", "triangle", "h-stripes", "v-stripes", "diamond", "x-mark",
+                     "checker"]
+SMALL = ArchConfig(conv=(ConvBlock(4, pool="max"), ConvBlock(8, pool="max")), head="avgpool")
+LARGE = ArchConfig(conv=(ConvBlock(8, pool="max"), ConvBlock(16, pool="max")), fc=(16,), head="avgpool")
+
+
+def make_run(runs_dir: Path, run_id: str, *, name: str | None = None, arch: ArchConfig = SMALL,
+             accuracies: tuple[float, ...] = (0.3, 0.5), status: str = "finished", preset: str | None = None,
+             created: str = "2024-01-01T00:00:00", data: str = "synthetic:40", checkpoint: bool = True,
+             resumed_from: str | None = None, first_epoch: int = 1, lr: float = 0.01, seed: int = 0,
+             mean: list[float] | None = None, std: list[float] | None = None) -> Path:
+    """A run folder as jobs.py writes it: record, one epoch event per accuracy, and (optionally) a checkpoint."""
+    folder = runs_dir / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    train = TrainConfig(epochs=len(accuracies), lr=lr)
+    cost = model_cost(arch, (3, 32, 32), 10)
+    epochs = list(range(first_epoch, first_epoch + len(accuracies)))
+    events = [{"type": "started", "time": 1.0, "config": arch.to_dict(), "params": cost.params, "flops": cost.flops}]
+    for epoch, acc in zip(epochs, accuracies):
+        events.append({"type": "epoch", "time": 1.0 + epoch, "epoch": epoch, "train_loss": 2.0 - acc,
+                       "train_accuracy": acc + 0.05, "test_loss": 2.1 - acc, "test_accuracy": acc,
+                       "per_class": {}, "seconds": 1.5, "images_per_second": 100.0, "lr": lr})
+    summary = {"final_test_accuracy": accuracies[-1] if accuracies else None,
+               "best_test_accuracy": max(accuracies) if accuracies else None,
+               "epochs_done": epochs[-1] if epochs else 0, "wall_seconds": 1.5 * len(accuracies),
+               "images_per_second": 100.0}
+    if status in ("finished", "stopped"):
+        events.append({"type": status, "time": 99.0, "summary": summary})
+    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    if checkpoint:
+        torch.manual_seed(seed)
+        model = build_model(arch, (3, 32, 32), 10)
+        meta = {"classes": SYNTHETIC_CLASSES, "normalization": {"mean": mean or [0.5] * 3, "std": std or [0.25] * 3},
+                "train": train, "data": data, "data_fingerprint": None, "metrics": summary}
+        save_checkpoint(folder, model, meta)
+    record = {"id": run_id, "name": name, "status": status, "created": created, "finished": created,
+              "preset": preset, "recipe": None, "arch": arch.to_dict(), "train": train.to_dict(), "data": data,
+              "data_fingerprint": None, "input_shape": [3, 32, 32], "num_classes": 10, "classes": SYNTHETIC_CLASSES,
+              "params": cost.params, "flops": cost.flops, "device": "cpu", "error": None, "summary": summary,
+              "checkpoint": "model.safetensors" if checkpoint else None, "resumed_from": resumed_from}
+    (folder / "run.json").write_text(json.dumps(record))
+    return folder
