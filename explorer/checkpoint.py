@@ -302,8 +302,11 @@ def _describe_non_checkpoint(data: bytes) -> str | None:
     return None
 
 
-def _parse_header(data: bytes) -> dict:
-    """The safetensors JSON header, checked against the file size (truncation, garbage, wrong format)."""
+def _parse_header(data: bytes, file_size: int | None = None) -> dict:
+    """The safetensors JSON header, checked against the file size (truncation, garbage, wrong format).
+
+    `data` is the whole file, or its start when `file_size` gives the full length."""
+    file_size = len(data) if file_size is None else file_size
     known = _describe_non_checkpoint(data)
     if known:
         raise CheckpointError(f"not a checkpoint: {known}")
@@ -322,7 +325,7 @@ def _parse_header(data: bytes) -> dict:
             from None
     if not isinstance(header, dict):
         raise CheckpointError("not a checkpoint: the safetensors header is not a JSON object.")
-    _check_data_size(header, len(data) - 8 - size)
+    _check_data_size(header, file_size - 8 - size)
     return header
 
 
@@ -349,10 +352,28 @@ def _meta_from_header(header: dict) -> dict:
     return meta
 
 
+def _read_head(path: Path) -> tuple[bytes, int]:
+    """The 8-byte length and the JSON header of a file (not the tensors), and the file's size."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            size = int.from_bytes(head[:8], "little") if len(head) == 8 else 0
+            head += handle.read(size) if size <= MAX_HEADER_BYTES else b""
+            total = os.fstat(handle.fileno()).st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}: check the path (a .safetensors file or a run folder).") \
+            from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror}.") from None
+    return head, total
+
+
 def read_meta(source: str | os.PathLike | bytes) -> dict:
-    """The checkpoint's metadata, validated, without building the model."""
-    data, _ = _read_source(source)
-    return _meta_from_header(_parse_header(data))
+    """The checkpoint's metadata, validated, without building the model (a path: reads only the header)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _meta_from_header(_parse_header(bytes(source)))
+    head, file_size = _read_head(weights_path(source))
+    return _meta_from_header(_parse_header(head, file_size))
 
 
 def _load_tensors(data: bytes) -> dict[str, torch.Tensor]:

@@ -218,10 +218,14 @@ def test_refuses_a_safetensors_file_without_explorer_metadata(tmp_path: Path) ->
 
 @pytest.mark.parametrize("keep", [0.999, 0.7, 0.3, 0.001])
 def test_refuses_a_truncated_file(saved, keep: float) -> None:
-    data = saved[0].read_bytes()
-    truncated = data[: int(len(data) * keep)]
-    with pytest.raises(CheckpointError, match="truncated|not a checkpoint"):
-        load_checkpoint(truncated)
+    path = saved[0]
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    for reader in (load_checkpoint, read_meta):  # read_meta reads only the header, yet sees the truncation
+        with pytest.raises(CheckpointError, match="truncated|not a checkpoint"):
+            reader(path)
+        with pytest.raises(CheckpointError, match="truncated|not a checkpoint"):
+            reader(path.read_bytes())
 
 
 def test_refuses_a_corrupted_header(saved) -> None:

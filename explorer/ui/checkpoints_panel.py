@@ -1,0 +1,275 @@
+"""The Checkpoints tab: pick a saved checkpoint (or upload one), see what it is, evaluate it on a dataset,
+resume its training.
+
+Evaluation results live in st.session_state (keyed by checkpoint, data and TTA) so reruns redraw them
+without recomputing; loaded checkpoints are shared through st.cache_resource (keyed by path and mtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from explorer import eval_charts
+from explorer.checkpoint import LoadedCheckpoint, checkpoint_summary, find_checkpoints, load_checkpoint
+from explorer.errors import ExplorerError
+from explorer.runs import RECORD_NAME, default_runs_dir
+from explorer.ui.format import human
+
+KIND = "ckpt.kind"
+SAVED = "ckpt.saved"
+UPLOAD = "ckpt.upload"
+DATA = "ckpt.data"
+DATA_OTHER = "ckpt.data_other"
+TTA = "ckpt.tta"
+RESULT = "ckpt.result"
+RESUME_EPOCHS = "ckpt.resume_epochs"
+RESUME_MESSAGE = "ckpt.resume_message"
+OTHER_SOURCE = "other…"
+KINDS = ("Saved checkpoint", "Upload a file")
+GALLERY_SIZE = 24
+DATA_DIR = "data"
+
+
+# ----------------------------------------------------------------------------------------------- choosing
+
+
+def checkpoint_options(runs_dir: Path) -> dict[str, str]:
+    """Checkpoint path -> label ("name · best acc · run id"), newest first."""
+    options = {}
+    for path in find_checkpoints(runs_dir):
+        options[str(path)] = _checkpoint_label(path)
+    return options
+
+
+def _checkpoint_label(path: Path) -> str:
+    record_file = path.parent / RECORD_NAME
+    try:
+        record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    except (OSError, ValueError):
+        record = {}
+    name = record.get("name") or record.get("preset") or path.parent.name
+    best = (record.get("summary") or {}).get("best_test_accuracy")
+    parts = [str(name)] + ([f"best {best:.1%}"] if isinstance(best, (int, float)) else []) + [path.parent.name]
+    return " · ".join(parts)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _load_saved(path: str, mtime_ns: int) -> LoadedCheckpoint:  # mtime_ns: a re-saved file is reloaded
+    return load_checkpoint(path, device="cpu")
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _load_uploaded(data: bytes) -> LoadedCheckpoint:
+    return load_checkpoint(data, device="cpu")
+
+
+def _pick_checkpoint() -> tuple[LoadedCheckpoint | None, str | None]:
+    """The chosen checkpoint and a stable identity for it (None when nothing usable is chosen)."""
+    kind = st.radio("Checkpoint", KINDS, key=KIND, horizontal=True, label_visibility="collapsed")
+    if kind == KINDS[1]:
+        upload = st.file_uploader("A .safetensors checkpoint saved by explorer", key=UPLOAD,
+                                  help="Pickles (.pt/.pth) are refused: loading them can run code.")
+        if upload is None:
+            return None, None
+        data = upload.getvalue()
+        return _load_or_error(lambda: _load_uploaded(data)), f"upload:{hashlib.sha256(data).hexdigest()[:16]}"
+    runs_dir = default_runs_dir()
+    options = checkpoint_options(runs_dir)
+    if not options:
+        st.info(f"No checkpoints in `{runs_dir}` yet: train a network in the Train tab, or upload a file.")
+        return None, None
+    if st.session_state.get(SAVED) not in options:
+        st.session_state[SAVED] = next(iter(options))
+    path = st.selectbox("Saved checkpoint", list(options), key=SAVED, format_func=options.get)
+    mtime = Path(path).stat().st_mtime_ns if Path(path).exists() else 0
+    return _load_or_error(lambda: _load_saved(path, mtime)), f"{path}@{mtime}"
+
+
+def _load_or_error(load) -> LoadedCheckpoint | None:
+    try:
+        return load()
+    except ExplorerError as err:
+        st.error(f"Checkpoint refused: {err}")
+        return None
+
+
+# ----------------------------------------------------------------------------------------------- describing
+
+
+def _describe(loaded: LoadedCheckpoint) -> None:
+    meta = loaded.meta
+    facts = checkpoint_summary(meta)
+    cols = st.columns(5)
+    cols[0].metric("Parameters", f"{facts['params']:,}")
+    cols[1].metric("FLOPs", human(facts["flops"]))
+    cols[2].metric("Best test acc.", _pct(facts["best_test_accuracy"]))
+    cols[3].metric("Final test acc.", _pct(facts["final_test_accuracy"]))
+    cols[4].metric("Epochs", "—" if facts["epochs_done"] is None else facts["epochs_done"])
+    shape = "×".join(map(str, facts["input_shape"]))
+    st.caption(f"Input {shape} · {len(facts['classes'])} classes ({', '.join(facts['classes'][:10])}"
+               f"{'…' if len(facts['classes']) > 10 else ''}) · trained on `{facts['data'] or '?'}` · "
+               f"saved {facts['created'] or '?'}")
+    for warning in loaded.warnings:
+        st.warning(warning)
+    with st.expander("Architecture, training config and library versions"):
+        st.json({"arch": meta["arch"], "train": meta.get("train"), "normalization": meta["normalization"],
+                 "metrics": meta.get("metrics"), "versions": meta.get("versions"),
+                 "format_version": meta["format_version"]}, expanded=False)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
+# ----------------------------------------------------------------------------------------------- evaluating
+
+
+def data_options(trained_on: str | None, data_dir: str = DATA_DIR) -> list[str]:
+    """Sources to offer: the one the checkpoint was trained on first, then what is on this machine."""
+    from explorer.data import available_sources
+
+    names = [s["name"] for s in available_sources(data_dir) if s["available"]]
+    if trained_on:
+        names = [trained_on] + [n for n in names if n != trained_on]
+    return names + [OTHER_SOURCE]
+
+
+def _chosen_source(loaded: LoadedCheckpoint) -> str | None:
+    options = data_options(loaded.meta.get("data"))
+    if st.session_state.get(DATA) not in options:
+        st.session_state[DATA] = options[0]
+    left, right = st.columns([3, 1])
+    choice = left.selectbox("Evaluate on", options, key=DATA,
+                            help="The test split of this dataset; classes and image size must match the checkpoint.")
+    right.checkbox("Flip TTA", key=TTA, value=bool((loaded.meta.get("train") or {}).get("tta_flip", False)),
+                   help="Average each image's prediction with its mirror's.")
+    if choice == OTHER_SOURCE:
+        text = st.text_input("Data source", key=DATA_OTHER, placeholder="folder:/path/to/images or cifar10:DIR")
+        return text.strip() or None
+    return choice
+
+
+def _run_evaluation(loaded: LoadedCheckpoint, source: str, tta: bool) -> dict:
+    from explorer.data import load_dataset
+    from explorer.evaluate import evaluate_checkpoint
+
+    dataset = load_dataset(source, DATA_DIR)
+    evaluation = evaluate_checkpoint(loaded, dataset, tta_flip=tta, misclassified_limit=GALLERY_SIZE)
+    # Keep the few misclassified images themselves (H x W x C uint8) so the gallery needs no dataset later.
+    images = [dataset.test_x[m["index"]].permute(1, 2, 0).numpy().copy() for m in evaluation.misclassified]
+    return {"evaluation": evaluation, "images": images}
+
+
+def _evaluate_section(loaded: LoadedCheckpoint, identity: str) -> None:
+    st.subheader("Evaluate")
+    source = _chosen_source(loaded)
+    tta = bool(st.session_state.get(TTA, False))
+    key = (identity, source, tta)
+    if st.button("Evaluate", key="ckpt.evaluate", type="primary", disabled=source is None):
+        try:
+            with st.spinner(f"Evaluating on {source}…"):
+                st.session_state[RESULT] = {"key": key} | _run_evaluation(loaded, source, tta)
+        except ExplorerError as err:
+            st.session_state.pop(RESULT, None)
+            st.error(f"Cannot evaluate on {source}: {err}")
+    result = st.session_state.get(RESULT)
+    if result and result["key"] == key:
+        _show_evaluation(result)
+
+
+def _show_evaluation(result: dict) -> None:
+    evaluation = result["evaluation"]
+    cols = st.columns(4)
+    cols[0].metric("Accuracy", f"{evaluation.accuracy:.2%}")
+    cols[1].metric("Loss", f"{evaluation.loss:.4f}")
+    cols[2].metric("Test images", f"{evaluation.count:,}")
+    same = {True: "yes", False: "no", None: "unknown"}[evaluation.same_data_as_training]
+    cols[3].metric("Same data as training", same)
+    for note in evaluation.notes:
+        st.caption(note)
+    left, right = st.columns(2)
+    bars = eval_charts.per_class_accuracy_bars(evaluation.per_class, evaluation.accuracy)
+    left.plotly_chart(bars, key="ckpt.per_class", width="stretch")
+    heatmap = eval_charts.confusion_heatmap(evaluation.confusion, evaluation.classes)
+    right.plotly_chart(heatmap, key="ckpt.confusion", width="stretch")
+    _most_confused(evaluation)
+    _gallery(evaluation, result["images"])
+    st.download_button("Evaluation (JSON)", json.dumps(evaluation.to_dict(), indent=2), "evaluation.json",
+                       "application/json", key="ckpt.download_eval", on_click="ignore")
+
+
+def _most_confused(evaluation) -> None:
+    if not evaluation.most_confused:
+        return
+    st.markdown("**Most confused pairs** (true → predicted)")
+    rows = [{"true": p["true"], "predicted": p["predicted"], "images": p["count"],
+             "share of true class": p["fraction"]} for p in evaluation.most_confused]
+    st.dataframe(rows, key="ckpt.confused", hide_index=True,
+                 column_config={"share of true class": st.column_config.NumberColumn(format="percent")})
+
+
+def _gallery(evaluation, images: list[np.ndarray]) -> None:
+    if not images:
+        st.success("No misclassified test images.")
+        return
+    st.markdown(f"**Misclassified test images** (the {len(images)} most confident mistakes)")
+    columns = st.columns(8)
+    for i, (item, image) in enumerate(zip(evaluation.misclassified, images)):
+        picture = image[..., 0] if image.shape[-1] == 1 else image
+        caption = f"{item['true']} → {item['predicted']} ({item['confidence']:.0%})"
+        columns[i % 8].image(picture, caption=caption, width=96)
+
+
+# ----------------------------------------------------------------------------------------------- resuming
+
+
+def _resume_section(loaded: LoadedCheckpoint) -> None:
+    run_id = loaded.path.parent.name if loaded.path and (loaded.path.parent / RECORD_NAME).is_file() else None
+    if run_id is None:
+        return
+    st.subheader("Resume training")
+    left, right = st.columns([1, 2])
+    epochs = left.number_input("More epochs", 1, 1000, value=2, step=1, key=RESUME_EPOCHS)
+    right.write("")
+    if right.button(f"Resume training for {epochs} more epochs", key="ckpt.resume"):
+        st.session_state[RESUME_MESSAGE] = _start_resume(loaded, run_id, int(epochs))
+    message = st.session_state.get(RESUME_MESSAGE)
+    if message:
+        (st.error if message.startswith("Cannot") else st.success)(message)
+
+
+def _start_resume(loaded: LoadedCheckpoint, run_id: str, epochs: int) -> str:
+    """Start a new run that continues `run_id` (its weights and optimizer state) for `epochs` epochs."""
+    try:
+        from explorer.config import TrainConfig
+        from explorer.ui.jobs_access import job_manager
+    except ImportError:
+        return "Cannot resume: the training engine is not available in this build."
+    train = TrainConfig.from_dict(loaded.meta.get("train") or {}).replace(epochs=epochs)
+    try:
+        new_id = job_manager().start(loaded.arch, train, loaded.meta.get("data") or "synthetic",
+                                     name=f"{run_id} +{epochs}", resume_from=run_id)
+    except ExplorerError as err:
+        return f"Cannot resume: {err}"
+    return f"Started run {new_id}: follow it in the Train tab; its curves continue those of {run_id} in Runs."
+
+
+# ----------------------------------------------------------------------------------------------- page
+
+
+def render() -> None:
+    """The Checkpoints tab."""
+    st.header("Checkpoints")
+    st.caption("Safetensors weights with their architecture, classes, normalization and training summary. "
+               "Files that are not explorer checkpoints, and any pickle, are refused without running code.")
+    loaded, identity = _pick_checkpoint()
+    if loaded is None:
+        return
+    _describe(loaded)
+    _evaluate_section(loaded, identity)
+    _resume_section(loaded)

@@ -1,0 +1,217 @@
+"""The Runs tab: every run in a sortable, filterable table; the Pareto chart; curves of several runs
+overlaid; a side-by-side config diff; rename, delete (confirmed) and downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from explorer import eval_charts
+from explorer.cost import DEFAULT_BUDGET
+from explorer.errors import ExplorerError
+from explorer.runs import (
+    ACTIVE_STATUSES,
+    config_diff,
+    curves_csv,
+    default_runs_dir,
+    delete_run,
+    filter_runs,
+    list_runs,
+    metrics_csv,
+    pareto_frontier,
+    read_run,
+    rename_run,
+    run_curves,
+    runs_table,
+)
+from explorer.ui.state import BUDGET
+
+FILTER = "runs.filter"
+STATUSES = "runs.statuses"
+PARETO_X = "runs.pareto_x"
+PARETO_Y = "runs.pareto_y"
+OVERLAY = "runs.overlay"
+DIFF_A, DIFF_B, DIFF_ALL = "runs.diff_a", "runs.diff_b", "runs.diff_all"
+MANAGE = "runs.manage"
+NEW_NAME = "runs.new_name"
+CONFIRM_DELETE = "runs.confirm_delete"
+MESSAGE = "runs.message"
+X_LABELS = {"params": "parameters", "flops": "FLOPs"}
+Y_LABELS = {"best_test_accuracy": "best test accuracy", "final_test_accuracy": "final test accuracy"}
+
+COLUMN_CONFIG = {
+    "id": st.column_config.TextColumn("run id"),
+    "params": st.column_config.NumberColumn("params", format="localized"),
+    "flops": st.column_config.NumberColumn("FLOPs", format="compact"),
+    "best_test_accuracy": st.column_config.NumberColumn("best test acc.", format="percent"),
+    "final_test_accuracy": st.column_config.NumberColumn("final test acc.", format="percent"),
+    "epochs": st.column_config.NumberColumn("epochs", format="%d"),
+    "wall_seconds": st.column_config.NumberColumn("wall time (s)", format="%.1f"),
+    "images_per_second": st.column_config.NumberColumn("img/s", format="%.0f"),
+}
+SHOWN_COLUMNS = ["name", "preset", "status", "params", "flops", "best_test_accuracy", "final_test_accuracy",
+                 "epochs", "wall_seconds", "images_per_second", "device", "data", "created", "id"]
+
+
+def _active_run_ids(table: pd.DataFrame) -> set[str]:
+    """Runs a job may still be writing: the job manager's list when there is one, else the recorded status."""
+    try:
+        from explorer.ui.jobs_access import job_manager
+
+        return set(job_manager().active())
+    except ImportError:
+        return set(table.loc[table["status"].isin(ACTIVE_STATUSES), "id"])
+
+
+def _labels(table: pd.DataFrame) -> dict[str, str]:
+    return {row.id: f"{row.name} ({row.id})" if row.name != row.id else str(row.id)
+            for row in table.itertuples()}
+
+
+def _download_html(label: str, fig: go.Figure, file_name: str, key: str) -> None:
+    # Built only when clicked (a callable): each file embeds plotly.js (~4 MB) so it opens offline.
+    st.download_button(label, lambda: eval_charts.figure_html(fig), file_name, "text/html", key=key,
+                       on_click="ignore")
+
+
+# ----------------------------------------------------------------------------------------------- sections
+
+
+def _table_section(table: pd.DataFrame) -> pd.DataFrame:
+    left, right = st.columns([2, 1])
+    text = left.text_input("Filter", key=FILTER, placeholder="name, preset, recipe, data or id")
+    statuses = sorted(set(table["status"].dropna()))
+    chosen = right.multiselect("Status", statuses, key=STATUSES, placeholder="any status")
+    shown = filter_runs(table, text, chosen)
+    st.dataframe(shown[SHOWN_COLUMNS], key="runs.table", hide_index=True, column_config=COLUMN_CONFIG,
+                 width="stretch")
+    st.caption(f"{len(shown)} of {len(table)} runs · click a column header to sort")
+    st.download_button("Metrics (CSV)", metrics_csv(shown), "runs.csv", "text/csv", key="runs.download_csv",
+                       on_click="ignore")
+    return shown
+
+
+def _pareto_section(table: pd.DataFrame) -> None:
+    st.subheader("Accuracy against cost")
+    left, right = st.columns(2)
+    st.session_state.setdefault(PARETO_X, "params")
+    st.session_state.setdefault(PARETO_Y, "best_test_accuracy")
+    x = left.segmented_control("Cost", list(X_LABELS), key=PARETO_X, required=True, format_func=X_LABELS.get)
+    y = right.segmented_control("Accuracy", list(Y_LABELS), key=PARETO_Y, required=True, format_func=Y_LABELS.get)
+    budget = int(st.session_state.get(BUDGET, DEFAULT_BUDGET)) if x == "params" else None
+    frontier = pareto_frontier(table, x, y)
+    fig = eval_charts.pareto_chart(table, frontier, x, y, budget)
+    st.plotly_chart(fig, key="runs.pareto", width="stretch")
+    on_front = table.loc[frontier, "name"].tolist()
+    st.caption(f"Pareto frontier ({len(on_front)}): {', '.join(map(str, on_front)) or 'no finished runs yet'}. "
+               "A run is on it when no other run is at least as accurate with fewer " + X_LABELS[x] + ".")
+    _download_html("Chart (HTML)", fig, f"pareto-{x}.html", "runs.download_pareto")
+
+
+def _overlay_section(table: pd.DataFrame, labels: dict[str, str], runs_dir) -> None:
+    st.subheader("Curves")
+    ids = list(labels)
+    if OVERLAY not in st.session_state:
+        st.session_state[OVERLAY] = ids[:2]
+    st.session_state[OVERLAY] = [i for i in st.session_state[OVERLAY] if i in ids]  # deleted runs drop out
+    chosen = st.multiselect("Runs to overlay", ids, key=OVERLAY, format_func=labels.get)
+    if not chosen:
+        st.info("Pick runs to compare their loss and accuracy per epoch.")
+        return
+    curves = {labels[i]: run_curves(i, runs_dir) for i in chosen if i in labels}
+    fig = eval_charts.curves_overlay(curves)
+    st.plotly_chart(fig, key="runs.overlay_chart", width="stretch")
+    left, right = st.columns(2)
+    with left:
+        _download_html("Chart (HTML)", fig, "curves.html", "runs.download_overlay")
+    right.download_button("Curves (CSV)", curves_csv(chosen, runs_dir), "curves.csv", "text/csv",
+                          key="runs.download_curves", on_click="ignore")
+
+
+def _diff_section(labels: dict[str, str], runs_dir) -> None:
+    st.subheader("Compare two configs")
+    ids = list(labels)
+    if len(ids) < 2:
+        st.info("Two runs are needed for a diff.")
+        return
+    for key, index in ((DIFF_A, 0), (DIFF_B, 1)):
+        if st.session_state.get(key) not in ids:
+            st.session_state[key] = ids[index]
+    left, right = st.columns(2)
+    a = left.selectbox("Run A", ids, key=DIFF_A, format_func=labels.get)
+    b = right.selectbox("Run B", ids, key=DIFF_B, format_func=labels.get)
+    show_all = st.toggle("Show every setting", key=DIFF_ALL)
+    try:
+        diff = config_diff(read_run(a, runs_dir), read_run(b, runs_dir), only_differences=not show_all)
+    except ExplorerError as err:
+        st.error(str(err))
+        return
+    if diff.empty:
+        st.success("Same configuration.")
+        return
+    st.dataframe(diff.drop(columns="differs"), key="runs.diff", hide_index=True, width="stretch")
+
+
+def _manage_section(labels: dict[str, str], active: set[str], runs_dir) -> None:
+    st.subheader("Rename or delete")
+    ids = list(labels)
+    if st.session_state.get(MANAGE) not in ids:
+        st.session_state[MANAGE] = ids[0]
+    run_id = st.selectbox("Run", ids, key=MANAGE, format_func=labels.get)
+    left, right = st.columns([3, 1])
+    new_name = left.text_input("New name", key=NEW_NAME, placeholder="e.g. study-bn, lr 0.05")
+    right.write("")
+    if right.button("Rename", key="runs.rename", disabled=not new_name.strip()):
+        _act(lambda: rename_run(run_id, new_name, runs_dir, active), f"Renamed {run_id} to “{new_name.strip()}”.")
+    _delete_controls(run_id, active, runs_dir)
+    message = st.session_state.pop(MESSAGE, None)
+    if message:
+        (st.error if message.startswith("Cannot") else st.success)(message)
+
+
+def _delete_controls(run_id: str, active: set[str], runs_dir) -> None:
+    if st.session_state.get(CONFIRM_DELETE) != run_id:
+        if st.button("Delete run…", key="runs.delete"):
+            st.session_state[CONFIRM_DELETE] = run_id
+            st.rerun()
+        return
+    st.warning(f"Delete {run_id} with its checkpoint and metrics? This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete it", key="runs.delete_yes", type="primary"):
+        st.session_state.pop(CONFIRM_DELETE, None)
+        _act(lambda: delete_run(run_id, runs_dir, active), f"Deleted {run_id}.")
+    if no.button("Cancel", key="runs.delete_no"):
+        st.session_state.pop(CONFIRM_DELETE, None)
+        st.rerun()
+
+
+def _act(action: Callable[[], object], success: str) -> None:
+    try:
+        action()
+    except (ExplorerError, OSError) as err:
+        st.session_state[MESSAGE] = f"Cannot do it: {err}"
+    else:
+        st.session_state[MESSAGE] = success
+    st.rerun()
+
+
+# ----------------------------------------------------------------------------------------------- page
+
+
+def render() -> None:
+    """The Runs tab."""
+    st.header("Runs")
+    runs_dir = default_runs_dir()
+    table = runs_table(list_runs(runs_dir))
+    if table.empty:
+        st.info(f"No runs in `{runs_dir}` yet: train a network in the Train tab and it appears here.")
+        return
+    _table_section(table)
+    labels = _labels(table)
+    _pareto_section(table)
+    _overlay_section(table, labels, runs_dir)
+    _diff_section(labels, runs_dir)
+    _manage_section(labels, _active_run_ids(table), runs_dir)
