@@ -80,7 +80,7 @@ def budget_gauge(params: int, budget: int) -> go.Figure:
     fig = go.Figure(go.Indicator(
         mode="gauge+number+delta",
         value=params,
-        number={"valueformat": ",d", "suffix": " params", "font": {"color": color, "size": 30}},
+        number={"valueformat": ",d", "font": {"color": color, "size": 26}},
         delta={"reference": budget, "valueformat": ",d", "increasing": {"color": OVER_COLOR},
                "decreasing": {"color": OK_COLOR}},
         gauge={
@@ -89,7 +89,7 @@ def budget_gauge(params: int, budget: int) -> go.Figure:
             "steps": [{"range": [0, budget], "color": "#eef5ef"}, {"range": [budget, top], "color": "#fbe9e9"}],
             "threshold": {"line": {"color": OVER_COLOR, "width": 3}, "thickness": 0.9, "value": budget},
         },
-        title={"text": f"Budget {budget:,}", "font": {"size": 14}},
+        title={"text": f"params vs budget {budget:,}", "font": {"size": 14}},
     ))
     # Wide side margins: the gauge's end labels are drawn outside its arc.
     return _layout(fig, "", height=230, revision="gauge", side=40)

@@ -70,7 +70,7 @@ def test_default_preset_shows_its_params_and_no_error(app):
     assert app.selectbox(key=keys.PRESET).value == "study-bn"
     assert params_shown(app) == "164,310"
     assert not app.error
-    assert "under budget" in next(m for m in app.metric if m.label == "Parameters").delta
+    assert next(m for m in app.metric if m.label == "Parameters").delta == "91,690 left"
     assert app.success[0].value.startswith("Within budget: 91,690")
 
 
@@ -146,3 +146,97 @@ def test_torchinfo_table_and_layer_table_are_shown(app):
     assert int(frames[layer_rows]["params"].sum()) == 164_310
     torchinfo = next(df.value for df in app.dataframe if "mult-adds" in df.value.columns)
     assert int(torchinfo["mult-adds"].sum()) == model_cost(PRESETS["study-bn"]).torchinfo_mult_adds
+
+
+# --- the Train tab: pure pieces and the live view as a plain function ----------------------------------------
+
+
+def fake_run_events(end: str | None = "finished") -> list[dict]:
+    """Two epochs of two logged batches each, as explorer/jobs.py writes them."""
+    events = [{"type": "started", "time": 10.0, "device": "cpu", "classes": ["a", "b"], "total_steps": 4,
+               "params": 100, "flops": 200, "input_shape": [3, 32, 32], "config": {}},
+              {"type": "baseline", "time": 11.0, "test_loss": 0.7, "test_accuracy": 0.5,
+               "per_class": {"a": 1.0, "b": 0.0}}]
+    for step in (1, 2, 3, 4):
+        epoch = (step + 1) // 2
+        events.append({"type": "batch", "time": 11.0 + step, "epoch": epoch, "batch": 2 - step % 2, "step": step,
+                       "loss": 1.0 / step, "lr": 0.1})
+        if step % 2 == 0:
+            events.append({"type": "epoch", "time": 11.0 + step, "epoch": epoch, "train_loss": 0.5,
+                           "train_accuracy": 0.6, "test_loss": 0.6, "test_accuracy": 0.55 + 0.1 * epoch,
+                           "per_class": {"a": 0.7, "b": 0.6}, "seconds": 2.0, "images_per_second": 500.0,
+                           "lr": 0.1})
+    if end == "failed":
+        events.append({"type": "failed", "time": 20.0, "error": "loss became NaN at epoch 2, batch 1"})
+    elif end:
+        events.append({"type": end, "time": 20.0, "summary": {}})
+    return events
+
+
+def live_script(events: list[dict], now: float) -> None:
+    """An app whose only content is the Train tab's fragment body, fed by a stand-in JobManager."""
+    import streamlit as st
+
+    from explorer.ui.train_panel import live_view
+
+    class Manager:
+        def events(self, run_id: str, since: int = 0) -> list[dict]:
+            return events[since:]
+
+    st.session_state["history"] = live_view(Manager(), "run-1", now=now)
+
+
+def test_live_view_of_a_running_run_shows_progress_and_four_charts():
+    events = fake_run_events(end=None)[:5]  # started, baseline, steps 1 and 2 and epoch 1 not yet
+    at = AppTest.from_function(live_script, args=(events, 15.0), default_timeout=30).run()
+    assert not at.exception
+    history = at.session_state["history"]
+    assert history.status == "running" and history.step == 2
+    progress = at.get("progress")[0].proto
+    assert progress.value == 50
+    assert "about 5 s left" in progress.text  # 5 s since started, half done
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(specs) == 4
+    loss = specs[0]["data"][0]
+    assert loss["x"] == [1, 2] and loss["y"] == [1.0, 0.5]
+    assert not at.error
+
+
+def test_live_view_of_a_finished_run_shows_accuracy_and_per_class():
+    at = AppTest.from_function(live_script, args=(fake_run_events(), 30.0), default_timeout=30).run()
+    history = at.session_state["history"]
+    assert history.status == "finished"
+    assert "finished" in at.markdown[0].value and "test accuracy 75.0 %" in at.markdown[0].value
+    assert at.get("progress")[0].proto.value == 100
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    accuracy = specs[1]["data"]
+    assert [t["y"] for t in accuracy] == [[60.0, 60.0], [65.0, 75.0]]
+    per_class = specs[2]["data"][-1]
+    assert per_class["x"] == ["a", "b"] and per_class["y"] == [70.0, 60.0]
+
+
+def test_live_view_of_a_failed_run_shows_why():
+    at = AppTest.from_function(live_script, args=(fake_run_events(end="failed"), 30.0), default_timeout=30).run()
+    assert not at.exception
+    assert "loss became NaN at epoch 2, batch 1" in at.error[0].value
+
+
+def test_time_budget_message_warns_when_the_epochs_do_not_fit():
+    from explorer.ui.train_panel import time_budget_message
+    from explorer.ui.train_state import epochs_that_fit
+
+    text, over = time_budget_message(12.0, epochs=10, budget_minutes=1.0)
+    assert over and "5 epochs fit in 1 min 00 s" in text and "10 epochs ≈ 2 min 00 s" in text
+    text, over = time_budget_message(5.0, epochs=10, budget_minutes=1.0)
+    assert not over and "12 epochs fit" in text
+    assert epochs_that_fit(0.0, 60) == 0
+
+
+@pytest.mark.parametrize("name", ["study", "fast", "best"])
+def test_recipe_values_round_trip(name):
+    from explorer.presets import RECIPES
+    from explorer.ui import train_state
+
+    state: dict = {}
+    train_state.load_recipe(state, name)
+    assert train_state.train_from_values(state) == RECIPES[name]

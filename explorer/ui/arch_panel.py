@@ -37,6 +37,11 @@ def cached_summary(cfg_json: str, input_shape: tuple[int, int, int], num_classes
     return torchinfo_summary(ArchConfig.from_json(cfg_json), input_shape, num_classes)
 
 
+def _height(frame: pd.DataFrame, limit: int = 640) -> int:
+    """Show every row of short tables (35 px a row + header), scroll the long ones."""
+    return min(limit, 38 + 35 * len(frame))
+
+
 def layer_table(cost: ModelCost) -> pd.DataFrame:
     """One row per layer of the analytic cost model."""
     return pd.DataFrame([
@@ -52,7 +57,7 @@ def layer_table(cost: ModelCost) -> pd.DataFrame:
 
 def _metric_cards(cost: ModelCost) -> None:
     over = cost.params - cost.budget
-    delta = f"-{over:,} over budget" if over > 0 else f"{-over:,} under budget"
+    delta = f"-{over:,} over" if over > 0 else f"{-over:,} left"
     cards = st.columns(5)
     cards[0].metric("Parameters", f"{cost.params:,}", delta=delta, border=True,
                     help=f"Trainable parameters against the budget of {cost.budget:,}.")
@@ -105,7 +110,8 @@ def _conventions(cost: ModelCost, summary: SummaryTable | None) -> None:
 def _layer_section(cost: ModelCost) -> None:
     st.subheader("Where the parameters and the FLOPs go")
     st.plotly_chart(charts.cost_bars(cost), key="arch.cost_bars", config={"displayModeBar": False})
-    st.dataframe(layer_table(cost), hide_index=True, column_config=LAYER_COLUMNS, key="arch.layers")
+    table = layer_table(cost)
+    st.dataframe(table, hide_index=True, column_config=LAYER_COLUMNS, key="arch.layers", height=_height(table))
 
 
 def _summary_section(cfg: ArchConfig, selection: Selection) -> SummaryTable | None:
@@ -120,7 +126,8 @@ def _summary_section(cfg: ArchConfig, selection: Selection) -> SummaryTable | No
         f"mult-adds {summary.mult_adds:,} · params {human_bytes(summary.param_bytes)} · "
         f"forward/backward pass {human_bytes(summary.forward_backward_bytes)} (batch 1, CPU)"
     )
-    st.dataframe(summary.rows, hide_index=True, column_config=SUMMARY_COLUMNS, key="arch.torchinfo")
+    st.dataframe(summary.rows, hide_index=True, column_config=SUMMARY_COLUMNS, key="arch.torchinfo",
+                 height=_height(summary.rows))
     return summary
 
 

@@ -27,7 +27,6 @@ PERSIST = {"persist_state": "page"}
 
 ACTIVATION_LABELS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "gelu": "GELU", "silu": "SiLU"}
 HEAD_LABELS = {"flatten": "flatten", "avgpool": "global avg pool", "maxpool": "global max pool"}
-POOL_LABELS = {"none": "none", "max": "max 2×2", "avg": "avg 2×2"}
 
 
 def _on_preset() -> None:
@@ -72,15 +71,15 @@ def _block_widgets(i: int) -> None:
     with st.sidebar.expander(_block_label(i), expanded=False):
         st.number_input("Out channels", 1, MAX_CHANNELS, step=1, key=key(i, "out_channels"),
                         on_change=_on_edit, **PERSIST)
-        st.segmented_control("Kernel", KERNELS, key=key(i, "kernel"), required=True, on_change=_on_edit,
-                             format_func=lambda k: f"{k}×{k}", **PERSIST)
-        left, right = st.columns(2)
-        left.segmented_control("Padding", PADDINGS, key=key(i, "padding"), required=True, on_change=_on_edit,
-                               **PERSIST)
-        right.segmented_control("Stride", STRIDES, key=key(i, "stride"), required=True, on_change=_on_edit,
-                                **PERSIST)
-        st.segmented_control("Pooling after", POOLS, key=key(i, "pool"), required=True, on_change=_on_edit,
-                             format_func=POOL_LABELS.get, **PERSIST)
+        # One control per row: the sidebar is too narrow for two segmented controls side by side.
+        st.segmented_control("Kernel (k×k)", KERNELS, key=key(i, "kernel"), required=True, on_change=_on_edit,
+                             **PERSIST)
+        st.segmented_control("Padding", PADDINGS, key=key(i, "padding"), required=True, on_change=_on_edit,
+                             **PERSIST, help="'same' keeps H×W (pads k//2); 'valid' shrinks the map by k−1.")
+        st.segmented_control("Stride", STRIDES, key=key(i, "stride"), required=True, on_change=_on_edit,
+                             **PERSIST)
+        st.segmented_control("Pooling after (2×2)", POOLS, key=key(i, "pool"), required=True, on_change=_on_edit,
+                             **PERSIST)
         st.checkbox("Residual (identity skip)", key=key(i, "residual"), on_change=_on_edit, **PERSIST,
                     help="Adds the block's input to its output; needs equal widths, stride 1, padding 'same'.")
 

@@ -1,0 +1,92 @@
+"""Train-tab widget keys and the mapping between a TrainConfig and the widget values (pure, no Streamlit).
+
+A recipe fills the widgets; editing one turns the recipe picker into 'custom'. Fields without a widget
+(test batch size, crop padding) come from the recipe last loaded, kept under BASE.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from explorer.config import TrainConfig
+from explorer.presets import DEFAULT_RECIPE, RECIPES
+
+CUSTOM = "custom"
+RECIPE = "train.recipe"
+BASE = "train.base"
+SOURCE = "train.source"
+FOLDER = "train.folder_path"
+FOLDER_CHOICE = "folder:…"
+NAME = "train.name"
+TIME_BUDGET = "train.time_budget_min"
+# TrainConfig fields that have a widget; the widget key is "train.<field>".
+FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
+          "loss", "label_smoothing", "augment", "normalization", "ema", "tta_flip", "seed", "device", "log_every")
+FLOAT_FIELDS = {"lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "ema"}
+
+
+def key(field: str) -> str:
+    return f"train.{field}"
+
+
+def recipe_options() -> list[str]:
+    return [*RECIPES, CUSTOM]
+
+
+def train_to_values(cfg: TrainConfig) -> dict[str, Any]:
+    values = {key(f): getattr(cfg, f) for f in FIELDS}
+    values[key("augment")] = list(cfg.augment)
+    for f in FLOAT_FIELDS:
+        values[key(f)] = float(values[key(f)])
+    return values
+
+
+def train_from_values(values: Mapping[str, Any]) -> TrainConfig:
+    """The TrainConfig the widgets describe on top of the last recipe; ConfigError for a bad combination."""
+    data = dict(values.get(BASE) or TrainConfig().to_dict())
+    for f in FIELDS:
+        data[f] = values[key(f)]
+    data["augment"] = tuple(data["augment"] or ())
+    for f in FLOAT_FIELDS:
+        data[f] = float(data[f])
+    for f in ("epochs", "batch_size", "seed", "log_every"):
+        data[f] = int(data[f])
+    return TrainConfig.from_dict(data)
+
+
+def load_recipe(state: MutableMapping[str, Any], name: str) -> None:
+    if name in RECIPES:
+        state.update(train_to_values(RECIPES[name]))
+        state[BASE] = RECIPES[name].to_dict()
+        state[RECIPE] = name
+
+
+def init_state(state: MutableMapping[str, Any]) -> None:
+    if RECIPE not in state:
+        load_recipe(state, DEFAULT_RECIPE)
+    defaults = train_to_values(RECIPES[DEFAULT_RECIPE]) | {
+        BASE: RECIPES[DEFAULT_RECIPE].to_dict(), SOURCE: "synthetic", FOLDER: "", NAME: "", TIME_BUDGET: 5.0,
+    }
+    for k, value in defaults.items():
+        if k not in state:
+            state[k] = value
+
+
+def mark_custom(state: MutableMapping[str, Any]) -> None:
+    state[RECIPE] = CUSTOM
+
+
+def source_from_values(values: Mapping[str, Any]) -> str:
+    """The data source string: a picked name, or 'folder:PATH' from the path box."""
+    if values[SOURCE] == FOLDER_CHOICE:
+        return f"folder:{str(values[FOLDER]).strip()}"
+    return values[SOURCE]
+
+
+def epochs_that_fit(seconds_per_epoch: float, budget_seconds: float) -> int:
+    """Whole epochs that fit in the time budget (0 when not even one does)."""
+    if seconds_per_epoch <= 0:
+        return 0
+    return max(0, math.floor(budget_seconds / seconds_per_epoch))
