@@ -1,0 +1,201 @@
+"""AppTest of the Checkpoints and Runs panels (each rendered alone by a tiny script)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from history_helpers import LARGE, SMALL, make_run
+from streamlit.testing.v1 import AppTest
+
+from explorer.checkpoint import load_checkpoint
+from explorer.data import load_dataset
+from explorer.evaluate import evaluate_checkpoint
+
+
+def checkpoints_script() -> None:
+    from explorer.ui import checkpoints_panel
+
+    checkpoints_panel.render()
+
+
+def runs_script() -> None:
+    from explorer.ui import runs_panel
+
+    runs_panel.render()
+
+
+def start(script, **state) -> AppTest:
+    st.cache_resource.clear()
+    at = AppTest.from_function(script, default_timeout=60)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    yield
+    st.cache_resource.clear()
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def test_checkpoints_empty_folder_says_what_to_do(runs_dir: Path) -> None:
+    at = start(checkpoints_script)
+    assert "No checkpoints" in at.info[0].value
+
+
+def test_checkpoint_is_described_and_evaluated(runs_dir: Path) -> None:
+    make_run(runs_dir, "r1", name="small", arch=SMALL, accuracies=(0.3, 0.42), created="2024-01-01")
+    make_run(runs_dir, "r2", name="large", arch=LARGE, accuracies=(0.4, 0.6), created="2024-01-02", seed=3)
+    at = start(checkpoints_script)
+    labels = at.selectbox(key="ckpt.saved").options
+    assert len(labels) == 2 and any("large · best 60.0% · r2" in label for label in labels)
+    at.selectbox(key="ckpt.saved").select(str(runs_dir / "r2" / "model.safetensors")).run()
+    shown = metrics(at)
+    loaded = load_checkpoint(runs_dir / "r2")
+    assert shown["Parameters"] == f"{sum(p.numel() for p in loaded.model.parameters()):,}"
+    assert shown["Best test acc."] == "60.00%" and shown["Epochs"] == "2"
+    assert at.selectbox(key="ckpt.data").value == "synthetic:40"  # the data it was trained on, first
+    at.button(key="ckpt.evaluate").click().run()
+    assert not at.exception and not at.error
+    expected = evaluate_checkpoint(loaded, load_dataset("synthetic:40"), device="cpu")
+    assert metrics(at)["Accuracy"] == f"{expected.accuracy:.2%}"
+    assert metrics(at)["Test images"] == "10"
+    specs = chart_specs(at)
+    heatmap = next(s for s in specs if s["data"][0]["type"] == "heatmap")
+    assert heatmap["data"][0]["text"] == expected.confusion
+    bars = next(s for s in specs if s["data"][0]["type"] == "bar")
+    assert bars["data"][0]["x"] == [k for k, v in expected.per_class.items() if v is not None]
+    captions = [caption for image in at.get("image") for caption in image.captions]
+    assert len(captions) == 10 - expected.correct > 0
+    first = expected.misclassified[0]
+    assert captions[0] == f"{first['true']} → {first['predicted']} ({first['confidence']:.0%})"
+    # A rerun (any widget) keeps the result without recomputing; another data choice hides it.
+    at.run()
+    assert metrics(at)["Accuracy"] == f"{expected.accuracy:.2%}"
+
+
+def test_refused_checkpoint_shows_why(runs_dir: Path) -> None:
+    folder = make_run(runs_dir, "r1", name="broken")
+    path = folder / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:500])
+    at = start(checkpoints_script)
+    assert "Checkpoint refused" in at.error[0].value and "truncated" in at.error[0].value
+
+
+def test_mismatched_data_is_refused_with_reason(runs_dir: Path, image_folder_factory) -> None:
+    make_run(runs_dir, "r1", name="small")
+    folder = image_folder_factory("other", size=(32, 32))
+    at = start(checkpoints_script)
+    at.selectbox(key="ckpt.data").select("other…").run()
+    at.text_input(key="ckpt.data_other").input(f"folder:{folder}").run()
+    at.button(key="ckpt.evaluate").click().run()
+    assert not at.exception
+    assert "classes do not match" in at.error[0].value
+    assert "Accuracy" not in metrics(at)
+
+
+def test_resume_button_is_offered_for_run_checkpoints(runs_dir: Path) -> None:
+    make_run(runs_dir, "r1", name="small")
+    at = start(checkpoints_script)
+    assert at.number_input(key="ckpt.resume_epochs").value == 2
+    assert any(b.label.startswith("Resume training for 2 more epochs") for b in at.button)
+
+
+# ------------------------------------------------------------------------------------------ runs
+
+
+@pytest.fixture()
+def history(runs_dir: Path) -> Path:
+    make_run(runs_dir, "r1", name="small", arch=SMALL, accuracies=(0.3, 0.42), created="2024-01-01", checkpoint=False)
+    make_run(runs_dir, "r2", name="large", arch=LARGE, accuracies=(0.4, 0.61), created="2024-01-02", checkpoint=False,
+             preset="fast")
+    make_run(runs_dir, "r3", name="large worse", arch=LARGE, accuracies=(0.2, 0.35), created="2024-01-03",
+             checkpoint=False, lr=0.1, status="stopped")
+    return runs_dir
+
+
+def table_ids(at: AppTest) -> list[str]:
+    return list(at.dataframe[0].value["id"])
+
+
+def test_runs_empty_folder(runs_dir: Path) -> None:
+    assert "No runs" in start(runs_script).info[0].value
+
+
+def test_runs_table_filter_and_status(history: Path) -> None:
+    at = start(runs_script)
+    frame = at.dataframe[0].value
+    assert table_ids(at) == ["r3", "r2", "r1"]
+    assert frame.set_index("id").loc["r2", "best_test_accuracy"] == 0.61
+    at.text_input(key="runs.filter").input("large").run()
+    assert table_ids(at) == ["r3", "r2"]
+    at.text_input(key="runs.filter").input("fast").run()
+    assert table_ids(at) == ["r2"]
+    at.text_input(key="runs.filter").input("").run()
+    assert at.multiselect(key="runs.statuses").options == ["finished", "stopped"]
+    at.multiselect(key="runs.statuses").select("stopped").run()
+    assert table_ids(at) == ["r3"]
+
+
+def test_pareto_chart_marks_the_frontier_and_the_budget(history: Path) -> None:
+    at = start(runs_script, **{"arch.budget": 5000})
+    spec = next(s for s in chart_specs(at) if s["layout"]["title"]["text"].startswith("Accuracy against"))
+    traces = {t.get("name"): t for t in spec["data"]}
+    frontier_names = [row[0] for row in traces["Pareto frontier"]["customdata"]]
+    assert sorted(frontier_names) == ["large", "small"]  # "large worse" costs as much as "large", less accurate
+    assert [row[0] for row in traces["run"]["customdata"]] == ["large worse"]
+    budget_line = [s for s in spec["layout"]["shapes"] if s["type"] == "line"]
+    assert budget_line[0]["x0"] == 5000
+    at.segmented_control(key="runs.pareto_x").set_value("flops").run()
+    spec = next(s for s in chart_specs(at) if s["layout"]["title"]["text"] == "Accuracy against FLOPs")
+    assert not spec["layout"].get("shapes")  # the budget is a parameter budget
+
+
+def test_overlay_and_diff(history: Path) -> None:
+    at = start(runs_script)
+    assert at.multiselect(key="runs.overlay").value == ["r3", "r2"]
+    overlay = next(s for s in chart_specs(at) if s["layout"]["title"]["text"].startswith("Runs compared"))
+    names = {t["name"] for t in overlay["data"]}
+    assert "large worse (r3) (test)" in names and "large (r2) (train)" in names
+    at.selectbox(key="runs.diff_a").select("r2").run()
+    at.selectbox(key="runs.diff_b").select("r3").run()
+    diff = at.dataframe[-1].value
+    assert diff["setting"].tolist() == ["train.lr", "preset"]
+    assert diff.iloc[0, 1:].tolist() == ["0.01", "0.1"]
+    assert diff.iloc[1, 1:].tolist() == ["fast", "—"]
+    assert list(diff.columns) == ["setting", "large", "large worse"]
+
+
+def test_rename_and_delete_with_confirmation(history: Path) -> None:
+    at = start(runs_script)
+    at.selectbox(key="runs.manage").select("r1").run()
+    at.text_input(key="runs.new_name").input("baseline").run()
+    at.button(key="runs.rename").click().run()
+    assert at.success[0].value == "Renamed r1 to “baseline”."
+    assert json.loads((history / "r1" / "run.json").read_text())["name"] == "baseline"
+    at.selectbox(key="runs.manage").select("r1").run()
+    at.button(key="runs.delete").click().run()
+    assert "cannot be undone" in at.warning[0].value and (history / "r1").exists()
+    at.button(key="runs.delete_no").click().run()
+    assert (history / "r1").exists() and not at.warning
+    at.button(key="runs.delete").click().run()
+    at.button(key="runs.delete_yes").click().run()
+    assert not (history / "r1").exists()
+    assert at.success[0].value == "Deleted r1."
+    assert table_ids(at) == ["r3", "r2"]
