@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from explorer.cost import ModelCost
 
@@ -24,10 +23,11 @@ TEST_COLOR = "#ff7f0e"
 BASELINE_COLOR = "#7f7f7f"
 
 
-def _layout(fig: go.Figure, title: str, height: int = 320, revision: str = "explorer", side: int = 10) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=side, r=side, t=40, b=10), uirevision=revision,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
-    return fig
+def _base_layout(title: str, height: int = 320, revision: str = "explorer", side: int = 10) -> dict:
+    # Layouts are plain dicts handed to go.Figure once: plotly validates a figure far faster in one go
+    # than through a chain of update_* calls, and the Architecture tab redraws two figures per rerun.
+    return dict(title=dict(text=title), height=height, margin=dict(l=side, r=side, t=40, b=10), uirevision=revision,
+                legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
 
 
 # --- architecture ---------------------------------------------------------------------------------------
@@ -48,22 +48,27 @@ def cost_bars(cost: ModelCost) -> go.Figure:
     """Where the parameters and the FLOPs go: two horizontal bar charts side by side, one bar per block."""
     rows = cost_by_block(cost)
     names = [r["block"] for r in rows]
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=("Parameters", "FLOPs (2 × MACs)"))
     params = [r["params"] for r in rows]
     flops = [r["flops"] for r in rows]
-    share = [p / cost.params if cost.params else 0.0 for p in params]
-    fig.add_trace(go.Bar(y=names, x=params, orientation="h", name="params", marker_color=TRAIN_COLOR,
-                         customdata=share, hovertemplate="%{y}: %{x:,} params (%{customdata:.1%})<extra></extra>"),
-                  row=1, col=1)
-    flop_share = [f / cost.flops if cost.flops else 0.0 for f in flops]
-    fig.add_trace(go.Bar(y=names, x=flops, orientation="h", name="FLOPs", marker_color=TEST_COLOR,
-                         customdata=flop_share,
-                         hovertemplate="%{y}: %{x:,} FLOPs (%{customdata:.1%})<extra></extra>"),
-                  row=1, col=2)
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(showlegend=False)
-    return _layout(fig, "", height=max(220, 60 + 28 * len(rows)), revision="cost")
+    params_trace = go.Bar(
+        y=names, x=params, orientation="h", name="params", marker_color=TRAIN_COLOR,
+        customdata=[p / cost.params if cost.params else 0.0 for p in params],
+        hovertemplate="%{y}: %{x:,} params (%{customdata:.1%})<extra></extra>")
+    flops_trace = go.Bar(
+        y=names, x=flops, orientation="h", name="FLOPs", marker_color=TEST_COLOR, xaxis="x2",
+        customdata=[f / cost.flops if cost.flops else 0.0 for f in flops],
+        hovertemplate="%{y}: %{x:,} FLOPs (%{customdata:.1%})<extra></extra>")
+    layout = _base_layout("", height=max(220, 60 + 28 * len(rows)), revision="cost") | dict(
+        showlegend=False,
+        xaxis=dict(domain=[0.0, 0.47]), xaxis2=dict(domain=[0.53, 1.0], anchor="y"),
+        yaxis=dict(autorange="reversed"),
+        annotations=[
+            dict(text="Parameters", x=0.235, y=1.0, xref="paper", yref="paper", yanchor="bottom", showarrow=False),
+            dict(text="FLOPs (2 × MACs)", x=0.765, y=1.0, xref="paper", yref="paper", yanchor="bottom",
+                 showarrow=False),
+        ],
+    )
+    return go.Figure(data=[params_trace, flops_trace], layout=layout)
 
 
 def budget_color(params: int, budget: int) -> str:
@@ -77,7 +82,7 @@ def budget_gauge(params: int, budget: int) -> go.Figure:
     """A gauge of parameters against the budget; the bar turns red when over."""
     top = max(budget * 1.25, params * 1.05)
     color = budget_color(params, budget)
-    fig = go.Figure(go.Indicator(
+    indicator = go.Indicator(
         mode="gauge+number+delta",
         value=params,
         number={"valueformat": ",d", "font": {"color": color, "size": 26}},
@@ -90,9 +95,9 @@ def budget_gauge(params: int, budget: int) -> go.Figure:
             "threshold": {"line": {"color": OVER_COLOR, "width": 3}, "thickness": 0.9, "value": budget},
         },
         title={"text": f"params vs budget {budget:,}", "font": {"size": 14}},
-    ))
+    )
     # Wide side margins: the gauge's end labels are drawn outside its arc.
-    return _layout(fig, "", height=230, revision="gauge", side=40)
+    return go.Figure(data=[indicator], layout=_base_layout("", height=230, revision="gauge", side=40))
 
 
 # --- training ------------------------------------------------------------------------------------------
@@ -199,59 +204,73 @@ def thin(xs: list, ys: list, max_points: int = MAX_POINTS) -> tuple[list, list]:
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
+def _axis(title: str, **options) -> dict:
+    return dict(title=dict(text=title), **options)
+
+
 def loss_figure(history: TrainingHistory, revision: str = "run") -> go.Figure:
     """Training loss every N batches, with the test loss at each epoch's end."""
     xs, ys = thin(history.steps, history.losses)
-    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", name="train loss (batches)", line_color=TRAIN_COLOR))
+    traces = [go.Scatter(x=xs, y=ys, mode="lines", name="train loss (batches)", line_color=TRAIN_COLOR)]
     if history.epochs:
-        fig.add_trace(go.Scatter(x=history.epoch_end_steps, y=history.test_loss, mode="lines+markers",
+        traces.append(go.Scatter(x=history.epoch_end_steps, y=history.test_loss, mode="lines+markers",
                                  name="test loss (epoch)", line_color=TEST_COLOR))
-    fig.update_xaxes(title="step")
-    fig.update_yaxes(title="loss", rangemode="tozero")
-    return _layout(fig, "Loss", revision=revision)
+    layout = _base_layout("Loss", revision=revision) | dict(
+        xaxis=_axis("step"), yaxis=_axis("loss", rangemode="tozero"))
+    return go.Figure(data=traces, layout=layout)
+
+
+def _baseline_line(accuracy: float) -> dict:
+    """A dashed horizontal line across the plot at the random-init accuracy, with its label."""
+    y = 100 * accuracy
+    return dict(
+        shapes=[dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=y, y1=y,
+                     line=dict(color=BASELINE_COLOR, dash="dash"))],
+        annotations=[dict(text=f"random init {y:.1f} %", xref="paper", x=1, yref="y", y=y, xanchor="right",
+                          yanchor="top", showarrow=False, font=dict(color=BASELINE_COLOR))],
+    )
 
 
 def accuracy_figure(history: TrainingHistory, revision: str = "run") -> go.Figure:
     """Train and test accuracy per epoch (percent), with the random-init baseline as a dashed line."""
-    pct = [100 * a for a in history.train_accuracy], [100 * a for a in history.test_accuracy]
-    fig = go.Figure([
-        go.Scatter(x=history.epochs, y=pct[0], mode="lines+markers", name="train", line_color=TRAIN_COLOR),
-        go.Scatter(x=history.epochs, y=pct[1], mode="lines+markers", name="test", line_color=TEST_COLOR),
-    ])
+    traces = [
+        go.Scatter(x=history.epochs, y=[100 * a for a in history.train_accuracy], mode="lines+markers",
+                   name="train", line_color=TRAIN_COLOR),
+        go.Scatter(x=history.epochs, y=[100 * a for a in history.test_accuracy], mode="lines+markers",
+                   name="test", line_color=TEST_COLOR),
+    ]
+    layout = _base_layout("Accuracy", revision=revision) | dict(
+        xaxis=_axis("epoch", dtick=1, rangemode="tozero"), yaxis=_axis("accuracy (%)", range=[0, 100]))
     if history.baseline_accuracy is not None:
-        fig.add_hline(y=100 * history.baseline_accuracy, line_dash="dash", line_color=BASELINE_COLOR,
-                      annotation_text=f"random init {100 * history.baseline_accuracy:.1f} %",
-                      annotation_position="bottom right")
-    fig.update_xaxes(title="epoch", dtick=1, rangemode="tozero")
-    fig.update_yaxes(title="accuracy (%)", range=[0, 100])
-    return _layout(fig, "Accuracy", revision=revision)
+        layout |= _baseline_line(history.baseline_accuracy)
+    return go.Figure(data=traces, layout=layout)
 
 
 def per_class_figure(history: TrainingHistory, revision: str = "run") -> go.Figure:
     """Test accuracy per class after the latest epoch, next to the random-init baseline."""
     classes = history.classes or list(history.per_class or history.baseline_per_class)
-    latest = [100 * history.per_class.get(c, 0.0) for c in classes]
-    fig = go.Figure()
+    traces = []
     if history.baseline_per_class:
-        fig.add_trace(go.Bar(x=classes, y=[100 * history.baseline_per_class.get(c, 0.0) for c in classes],
+        traces.append(go.Bar(x=classes, y=[100 * history.baseline_per_class.get(c, 0.0) for c in classes],
                              name="random init", marker_color=BASELINE_COLOR, opacity=0.5))
     if history.per_class:
+        latest = [100 * history.per_class.get(c, 0.0) for c in classes]
         label = f"epoch {history.epochs[-1]}" if history.epochs else "latest"
-        fig.add_trace(go.Bar(x=classes, y=latest, name=label, marker_color=TEST_COLOR,
+        traces.append(go.Bar(x=classes, y=latest, name=label, marker_color=TEST_COLOR,
                              text=[f"{v:.0f}" for v in latest], textposition="outside"))
-    fig.update_yaxes(title="test accuracy (%)", range=[0, 105])
-    fig.update_layout(barmode="group")
-    return _layout(fig, "Per-class accuracy (latest epoch)", revision=revision)
+    layout = _base_layout("Per-class accuracy (latest epoch)", revision=revision) | dict(
+        barmode="group", yaxis=_axis("test accuracy (%)", range=[0, 105]))
+    return go.Figure(data=traces, layout=layout)
 
 
 def epoch_seconds_figure(history: TrainingHistory, revision: str = "run") -> go.Figure:
     """Wall seconds per epoch, with images/s in the hover."""
-    fig = go.Figure(go.Bar(x=history.epochs, y=history.seconds, name="seconds", marker_color=TRAIN_COLOR,
-                           customdata=history.images_per_second,
-                           hovertemplate="epoch %{x}: %{y:.1f} s, %{customdata:,.0f} img/s<extra></extra>"))
-    fig.update_xaxes(title="epoch", dtick=1)
-    fig.update_yaxes(title="seconds", rangemode="tozero")
-    return _layout(fig, "Seconds per epoch", revision=revision)
+    bars = go.Bar(x=history.epochs, y=history.seconds, name="seconds", marker_color=TRAIN_COLOR,
+                  customdata=history.images_per_second,
+                  hovertemplate="epoch %{x}: %{y:.1f} s, %{customdata:,.0f} img/s<extra></extra>")
+    layout = _base_layout("Seconds per epoch", revision=revision) | dict(
+        xaxis=_axis("epoch", dtick=1), yaxis=_axis("seconds", rangemode="tozero"))
+    return go.Figure(data=[bars], layout=layout)
 
 
 def training_figures(history: TrainingHistory, revision: str = "run") -> dict[str, go.Figure]:
