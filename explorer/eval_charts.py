@@ -56,7 +56,7 @@ def per_class_accuracy_bars(per_class: Mapping[str, float | None], overall: floa
                            hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
     if overall is not None:
         fig.add_hline(y=100 * overall, line_dash="dash", line_color=FRONTIER_COLOR,
-                      annotation_text=f"overall {100 * overall:.1f}%", annotation_position="top left")
+                      annotation_text=f"overall {100 * overall:.1f}%", annotation_position="top right")
     fig.update_yaxes(title="accuracy (%)", range=[0, 105])
     return _layout(fig, title, revision="per-class")
 
@@ -85,7 +85,8 @@ def pareto_chart(table: pd.DataFrame, frontier: pd.Series, x: str = "params", y:
     if budget is not None:
         fig.add_vline(x=budget, line_dash="dash", line_color=BUDGET_COLOR,
                       annotation_text=f"budget {budget:,.0f}", annotation_position="top right")
-    fig.update_xaxes(title=AXIS_LABELS.get(x, x))
+    # Log scale: small nets and the budget (often 100x larger) stay readable on one axis.
+    fig.update_xaxes(title=AXIS_LABELS.get(x, x) + " (log scale)", type="log")
     fig.update_yaxes(title=AXIS_LABELS.get(y, y))
     what = "parameters" if x == "params" else "FLOPs"
     return _layout(fig, f"Accuracy against {what}", revision=f"pareto-{x}")
@@ -103,11 +104,14 @@ def curves_overlay(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
             kind = column.split("_")[0]
             fig.add_trace(go.Scatter(
                 x=frame["epoch"], y=frame[column] * scale, mode="lines+markers", name=f"{label} ({kind})",
-                legendgroup=label, line=dict(color=color, dash=dash), marker=dict(size=5),
+                legendgroup=f"{label} ({kind})", showlegend=col == 1, line=dict(color=color, dash=dash),
+                marker=dict(size=5),
                 hovertemplate=f"{label}<br>epoch %{{x}}<br>{column.replace('_', ' ')}: %{{y:.3f}}<extra></extra>"),
                 row=1, col=col)
-    fig.update_xaxes(title="epoch")
-    return _layout(fig, "Runs compared (solid: test, dotted: train)", height=420, revision="overlay")
+    fig.update_xaxes(title="epoch", tickformat="d")
+    fig = _layout(fig, "Runs compared (solid: test, dotted: train)", height=460, revision="overlay")
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0))
+    return fig
 
 
 def figure_html(fig: go.Figure) -> str:

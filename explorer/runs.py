@@ -226,12 +226,19 @@ def flatten_config(record: dict) -> dict[str, Any]:
             flat[f"arch.conv{i}.{key}"] = value
     for key, value in arch.items():
         if key != "conv":
-            flat[f"arch.{key}"] = ", ".join(map(str, value)) if isinstance(value, list) else value
+            flat[f"arch.{key}"] = _joined(value)
     for key, value in (record.get("train") or {}).items():
-        flat[f"train.{key}"] = ", ".join(map(str, value)) if isinstance(value, list) else value
+        flat[f"train.{key}"] = _joined(value)
     for key in ("data", "preset", "recipe", "params", "flops", "device"):
         flat[key] = record.get(key)
     return flat
+
+
+def _joined(value: Any) -> Any:
+    """Lists as "a, b" ("none" when empty) so a diff cell reads like the widget."""
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return value
 
 
 def config_diff(a: dict, b: dict, only_differences: bool = True) -> pd.DataFrame:

@@ -11,6 +11,8 @@ import torch
 from explorer.checkpoint import save_checkpoint
 from explorer.config import ArchConfig, ConvBlock, TrainConfig
 from explorer.cost import model_cost
+from explorer.data import load_dataset
+from explorer.evaluate import evaluate_model
 from explorer.model import build_model
 
 SYNTHETIC_CLASSES = ["disk", "square", "ring", "cross", "triangle", "h-stripes", "v-stripes", "diamond", "x-mark",
@@ -23,11 +25,21 @@ def make_run(runs_dir: Path, run_id: str, *, name: str | None = None, arch: Arch
              accuracies: tuple[float, ...] = (0.3, 0.5), status: str = "finished", preset: str | None = None,
              created: str = "2024-01-01T00:00:00", data: str = "synthetic:40", checkpoint: bool = True,
              resumed_from: str | None = None, first_epoch: int = 1, lr: float = 0.01, seed: int = 0,
-             mean: list[float] | None = None, std: list[float] | None = None) -> Path:
-    """A run folder as jobs.py writes it: record, one epoch event per accuracy, and (optionally) a checkpoint."""
+             mean: list[float] | None = None, std: list[float] | None = None, fit_steps: int = 0) -> Path:
+    """A run folder as jobs.py writes it: record, one epoch event per accuracy, and (optionally) a checkpoint.
+
+    With `fit_steps` the model is really trained (Adam, full-batch steps on `data`) and the last accuracy is the
+    one it measures on the test split, as training would record it."""
     folder = runs_dir / run_id
     folder.mkdir(parents=True, exist_ok=True)
     train = TrainConfig(epochs=len(accuracies), lr=lr)
+    torch.manual_seed(seed)
+    model = build_model(arch, (3, 32, 32), 10)
+    fingerprint = None
+    if fit_steps:
+        dataset = load_dataset(data)
+        mean, std, fingerprint = dataset.mean, dataset.std, dataset.fingerprint
+        accuracies = (*accuracies[:-1], fit(model, dataset, fit_steps))
     cost = model_cost(arch, (3, 32, 32), 10)
     epochs = list(range(first_epoch, first_epoch + len(accuracies)))
     events = [{"type": "started", "time": 1.0, "config": arch.to_dict(), "params": cost.params, "flops": cost.flops}]
@@ -43,15 +55,29 @@ def make_run(runs_dir: Path, run_id: str, *, name: str | None = None, arch: Arch
         events.append({"type": status, "time": 99.0, "summary": summary})
     (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     if checkpoint:
-        torch.manual_seed(seed)
-        model = build_model(arch, (3, 32, 32), 10)
         meta = {"classes": SYNTHETIC_CLASSES, "normalization": {"mean": mean or [0.5] * 3, "std": std or [0.25] * 3},
-                "train": train, "data": data, "data_fingerprint": None, "metrics": summary}
+                "train": train, "data": data, "data_fingerprint": fingerprint, "metrics": summary}
         save_checkpoint(folder, model, meta)
     record = {"id": run_id, "name": name, "status": status, "created": created, "finished": created,
               "preset": preset, "recipe": None, "arch": arch.to_dict(), "train": train.to_dict(), "data": data,
-              "data_fingerprint": None, "input_shape": [3, 32, 32], "num_classes": 10, "classes": SYNTHETIC_CLASSES,
+              "data_fingerprint": fingerprint, "input_shape": [3, 32, 32], "num_classes": 10,
+              "classes": SYNTHETIC_CLASSES,
               "params": cost.params, "flops": cost.flops, "device": "cpu", "error": None, "summary": summary,
               "checkpoint": "model.safetensors" if checkpoint else None, "resumed_from": resumed_from}
     (folder / "run.json").write_text(json.dumps(record))
     return folder
+
+
+def fit(model: torch.nn.Module, dataset, steps: int) -> float:
+    """A few full-batch Adam steps on the training split; returns the test accuracy evaluate_model measures."""
+    scale = torch.tensor(dataset.std).view(1, -1, 1, 1) * 255
+    shift = torch.tensor(dataset.mean).view(1, -1, 1, 1) * 255
+    x = (dataset.train_x.float() - shift) / scale
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), dataset.train_y).backward()
+        optimizer.step()
+    model.eval()
+    return evaluate_model(model, dataset.test_x, dataset.test_y, dataset.mean, dataset.std)["accuracy"]

@@ -220,3 +220,28 @@ def test_cli_evaluate_mismatched_data_exits_2(tmp_path: Path, capsys, image_fold
         assert main(["evaluate", str(path), "--data", f"folder:{folder}", "--device", "cpu"]) == 2
         err = capsys.readouterr().err
         assert why in err and err.count("\n") == 1
+
+
+def test_evaluating_a_run_agrees_exactly_with_the_accuracy_it_recorded(runs_dir: Path, capsys) -> None:
+    from history_helpers import make_run
+
+    folder = make_run(runs_dir, "fitted", accuracies=(0.1, 0.0), data="synthetic:200", fit_steps=30)
+    recorded = json.loads((folder / "run.json").read_text())["summary"]["final_test_accuracy"]
+    assert main(["evaluate", str(folder), "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["accuracy"] == recorded > 0.15  # trained: better than chance, and the very same number
+    assert out["count"] == 50 and out["same_data_as_training"] is True
+
+
+def test_confusion_heatmap_and_per_class_bars() -> None:
+    from explorer.eval_charts import confusion_heatmap, per_class_accuracy_bars
+
+    fig = confusion_heatmap([[3, 1], [0, 4]], ["a", "b"])
+    heat = fig.data[0]
+    assert heat.type == "heatmap" and list(heat.x) == ["a", "b"] and [list(r) for r in heat.text] == [[3, 1], [0, 4]]
+    assert [list(r) for r in heat.z] == [[75.0, 25.0], [0.0, 100.0]]  # share of the true class (rows)
+    counts = confusion_heatmap([[3, 1], [0, 4]], ["a", "b"], normalize=False).data[0]
+    assert [list(r) for r in counts.z] == [[3, 1], [0, 4]]
+    bars = per_class_accuracy_bars({"a": 0.75, "b": None, "c": 1.0}, overall=0.8)
+    assert list(bars.data[0].x) == ["a", "c"] and list(bars.data[0].y) == [75.0, 100.0]
+    assert bars.layout.shapes[0].y0 == 80.0

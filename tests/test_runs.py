@@ -175,3 +175,25 @@ def test_cli_rename_delete(history: Path, capsys) -> None:
 def test_cli_runs_empty(tmp_path: Path, capsys) -> None:
     assert main(["runs", "--runs-dir", str(tmp_path / "none")]) == 0
     assert "no runs yet" in capsys.readouterr().out
+
+
+def test_pareto_and_overlay_figures(history: Path) -> None:
+    from explorer.eval_charts import curves_overlay, figure_html, pareto_chart
+
+    table = runs_table(list_runs(history))
+    table.loc[table["id"] == "r3-live", "best_test_accuracy"] = None  # a run without a result is not drawn
+    fig = pareto_chart(table, pareto_frontier(table), "params", "best_test_accuracy", budget=256_000)
+    traces = {t.name: t for t in fig.data}
+    front = traces["Pareto frontier"]
+    assert sorted(zip((row[0] for row in front.customdata), front.y)) == [("large", 61.0), ("small", 42.0)]
+    assert len(traces["run"].x) == 0
+    assert fig.layout.shapes[0].x0 == 256_000 and fig.layout.xaxis.type == "log"
+    flops = pareto_chart(table, pareto_frontier(table, "flops"), "flops")
+    assert not flops.layout.shapes and flops.layout.title.text == "Accuracy against FLOPs"
+    overlay = curves_overlay({"small": run_curves("r1-small", history), "large": run_curves("r2-large", history)})
+    assert len(overlay.data) == 8  # 2 runs x (train, test) x (loss, accuracy)
+    assert [t.name for t in overlay.data if t.showlegend] == ["small (test)", "small (train)", "large (test)",
+                                                             "large (train)"]
+    assert list(overlay.data[6].y) == pytest.approx([40.0, 61.0, 58.0])  # large's test accuracy in %
+    html = figure_html(fig)
+    assert html.lower().startswith("<!doctype html>") and "Plotly.newPlot" in html and len(html) > 1_000_000

@@ -245,19 +245,31 @@ def _resume_section(loaded: LoadedCheckpoint) -> None:
 
 def _start_resume(loaded: LoadedCheckpoint, run_id: str, epochs: int) -> str:
     """Start a new run that continues `run_id` (its weights and optimizer state) for `epochs` epochs."""
-    try:
-        from explorer.config import TrainConfig
-        from explorer.ui.jobs_access import job_manager
-    except ImportError:
-        return "Cannot resume: the training engine is not available in this build."
+    from explorer.config import TrainConfig
+    from explorer.ui import train_panel
+
     train = TrainConfig.from_dict(loaded.meta.get("train") or {}).replace(epochs=epochs)
     try:
-        new_id = job_manager().start(loaded.arch, train, loaded.meta.get("data") or "synthetic",
-                                     name=f"{run_id} +{epochs}", resume_from=run_id)
+        new_id = train_panel.current_manager().start(loaded.arch, train, loaded.meta.get("data") or "synthetic",
+                                                     name=f"{_run_name(loaded, run_id)} +{epochs}",
+                                                     resume_from=run_id)
+    except ImportError:
+        return "Cannot resume: the training engine (explorer/jobs.py) is not installed."
     except ExplorerError as err:
         return f"Cannot resume: {err}"
-    return f"Started run {new_id}: follow it in the Train tab; its curves continue those of {run_id} in Runs."
+    # Watch it in the Train tab, as if it had been started there.
+    st.session_state[train_panel.RUN_ID] = new_id
+    st.session_state.pop(train_panel.HISTORY, None)
+    st.query_params["run"] = new_id
+    return f"Started run {new_id}: follow it in the Train tab; in Runs its curves continue those of {run_id}."
 
+
+def _run_name(loaded: LoadedCheckpoint, run_id: str) -> str:
+    try:
+        record = json.loads((loaded.path.parent / RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return run_id
+    return str(record.get("name") or record.get("preset") or run_id)
 
 # ----------------------------------------------------------------------------------------------- page
 

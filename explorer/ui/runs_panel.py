@@ -59,10 +59,10 @@ SHOWN_COLUMNS = ["name", "preset", "status", "params", "flops", "best_test_accur
 def _active_run_ids(table: pd.DataFrame) -> set[str]:
     """Runs a job may still be writing: the job manager's list when there is one, else the recorded status."""
     try:
-        from explorer.ui.jobs_access import job_manager
+        from explorer.ui.train_panel import current_manager
 
-        return set(job_manager().active())
-    except ImportError:
+        return set(current_manager().active())
+    except ImportError:  # no training engine in this build
         return set(table.loc[table["status"].isin(ACTIVE_STATUSES), "id"])
 
 
