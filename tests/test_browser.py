@@ -156,13 +156,13 @@ def test_training_run_updates_live_and_survives_clicks(page, artifacts_dir):
     first_points, first_step = _loss_points(page), _step(page)
     _wait_for(lambda: _loss_points(page) > first_points, 60, "the loss chart to update")
     # Mid-run: an architecture widget (a full rerun) and a tab switch there and back.
-    assert "finished" not in page.locator("[data-testid='stMarkdown']").filter(has_text="run `").first.inner_text()
+    status = page.locator(".st-key-train-status [data-testid='stMarkdown']").first
+    assert "finished" not in status.inner_text()
     page.get_by_label("Dropout on conv blocks too").check(force=True)
     page.wait_for_selector(IDLE)
     page.get_by_role("tab", name="Architecture").click()
     page.get_by_role("tab", name="Train").click()
     _wait_for(lambda: _step(page) > first_step, 60, "the run to go on after the clicks")
-    status = page.locator("[data-testid='stMarkdown']").filter(has_text="run `").first
     _wait_for(lambda: "finished" in status.inner_text(), 180, "the run to finish")
     assert _progress_text(page).startswith("step") and "(100%)" in _progress_text(page)
     page.wait_for_timeout(800)

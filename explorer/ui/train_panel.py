@@ -38,7 +38,10 @@ OPTIMIZER_LABELS = {"sgd": "SGD", "nesterov": "SGD + Nesterov", "adam": "Adam", 
 SCHEDULE_LABELS = {"constant": "constant", "step": "step", "cosine": "cosine", "onecycle": "one-cycle"}
 LOSS_LABELS = {"cross_entropy": "cross-entropy", "nll": "NLL (log-softmax)"}
 NORMALIZATION_LABELS = {"dataset": "per-channel (from the data)", "half": "0.5 / 0.5 (the study's)"}
-STATUS_ICONS = {"queued": "⏳", "running": "🏃", "finished": "✅", "stopped": "⏹️", "failed": "❌"}
+# Material icons rather than emoji: they render without an emoji font (headless Chromium has none).
+STATUS_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/autorenew:",
+                "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
+                "failed": ":material/error:"}
 
 
 # --- shared objects ----------------------------------------------------------------------------------------
@@ -332,7 +335,9 @@ def live_view(manager: Any, run_id: str, now: float | None = None) -> charts.Tra
     """Progress, status and the four live charts of `run_id`; returns the run's history."""
     history, cache = read_history(manager, run_id, st.session_state.get(HISTORY))
     st.session_state[HISTORY] = cache
-    _headline(history, run_id, time.time() if now is None else now)
+    # A keyed container gives the browser tests a stable handle (CSS class st-key-train-status).
+    with st.container(key="train-status"):
+        _headline(history, run_id, time.time() if now is None else now)
     if history.status == "failed":
         st.error(f"The run failed: {history.error}")
     elif history.status == "stopped":
