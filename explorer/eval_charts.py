@@ -1,16 +1,18 @@
 """Pure functions: evaluations and run histories -> Plotly figures. No Streamlit here.
 
 Accuracies arrive as fractions in [0, 1] and are drawn as percentages, like the training charts.
+Figures are built in one go from plain dicts (as in explorer.charts): plotly validates that far faster than
+a chain of update_* calls, and the Runs tab redraws several figures per rerun.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 
 FRONTIER_COLOR = "#d62728"
 RUN_COLOR = "#8c9db5"
@@ -21,10 +23,22 @@ AXIS_LABELS = {"params": "parameters", "flops": "FLOPs (2 × MACs, one image)",
                "best_test_accuracy": "best test accuracy (%)", "final_test_accuracy": "final test accuracy (%)"}
 
 
-def _layout(fig: go.Figure, title: str, height: int = 380, revision: str = "eval") -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10), uirevision=revision,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1.0))
-    return fig
+def _layout(title: str, height: int = 380, revision: str = "eval", **more) -> dict:
+    return dict(title=dict(text=title), height=height, margin=dict(l=10, r=10, t=50, b=10), uirevision=revision,
+                legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1.0)) | more
+
+
+def _line_shape(axis: str, value: float, color: str) -> dict:
+    """A dashed line across the plot at `value` on the x or y axis (the other side spans the paper)."""
+    if axis == "x":
+        return dict(type="line", xref="x", yref="paper", x0=value, x1=value, y0=0, y1=1,
+                    line=dict(color=color, dash="dash"))
+    return dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=value, y1=value,
+                line=dict(color=color, dash="dash"))
+
+
+def _note(text: str, x: float, y: float, xref: str, yref: str, **more) -> dict:
+    return dict(text=text, x=x, y=y, xref=xref, yref=yref, showarrow=False, **more)
 
 
 def confusion_heatmap(confusion: list[list[int]], classes: list[str], normalize: bool = True) -> go.Figure:
@@ -34,16 +48,15 @@ def confusion_heatmap(confusion: list[list[int]], classes: list[str], normalize:
     """
     totals = [sum(row) or 1 for row in confusion]
     shares = [[100 * v / total for v in row] for row, total in zip(confusion, totals)]
-    z = shares if normalize else confusion
-    fig = go.Figure(go.Heatmap(
-        z=z, x=classes, y=classes, text=confusion, texttemplate="%{text}", colorscale="Blues",
-        customdata=shares, zmin=0, zmax=100 if normalize else None,
-        colorbar=dict(title="% of true" if normalize else "images"),
-        hovertemplate="true %{y} → predicted %{x}: %{text} images (%{customdata:.1f}% of %{y})<extra></extra>"))
-    fig.update_xaxes(title="predicted", side="bottom", tickangle=-45)
-    fig.update_yaxes(title="true", autorange="reversed")
-    size = max(360, 60 + 34 * len(classes))
-    return _layout(fig, "Confusion matrix", height=size, revision="confusion")
+    heatmap = go.Heatmap(
+        z=shares if normalize else confusion, x=classes, y=classes, text=confusion, texttemplate="%{text}",
+        colorscale="Blues", customdata=shares, zmin=0, zmax=100 if normalize else None,
+        colorbar=dict(title=dict(text="% of true" if normalize else "images")),
+        hovertemplate="true %{y} → predicted %{x}: %{text} images (%{customdata:.1f}% of %{y})<extra></extra>")
+    layout = _layout("Confusion matrix", height=max(360, 60 + 34 * len(classes)), revision="confusion",
+                     xaxis=dict(title=dict(text="predicted"), side="bottom", tickangle=-45),
+                     yaxis=dict(title=dict(text="true"), autorange="reversed"))
+    return go.Figure(data=[heatmap], layout=layout)
 
 
 def per_class_accuracy_bars(per_class: Mapping[str, float | None], overall: float | None = None,
@@ -51,14 +64,26 @@ def per_class_accuracy_bars(per_class: Mapping[str, float | None], overall: floa
     """One bar per class (classes with no test images are left out) and the overall accuracy as a line."""
     names = [str(k) for k, v in per_class.items() if v is not None]
     values = [100 * v for v in per_class.values() if v is not None]
-    fig = go.Figure(go.Bar(x=names, y=values, name="accuracy", marker_color=BAR_COLOR,
-                           text=[f"{v:.1f}%" for v in values], textposition="outside",
-                           hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+    bars = go.Bar(x=names, y=values, name="accuracy", marker_color=BAR_COLOR, text=[f"{v:.1f}%" for v in values],
+                  textposition="outside", hovertemplate="%{x}: %{y:.1f}%<extra></extra>")
+    shapes, notes = [], []
     if overall is not None:
-        fig.add_hline(y=100 * overall, line_dash="dash", line_color=FRONTIER_COLOR,
-                      annotation_text=f"overall {100 * overall:.1f}%", annotation_position="top right")
-    fig.update_yaxes(title="accuracy (%)", range=[0, 105])
-    return _layout(fig, title, revision="per-class")
+        shapes.append(_line_shape("y", 100 * overall, FRONTIER_COLOR))
+        notes.append(_note(f"overall {100 * overall:.1f}%", 1, 100 * overall, "paper", "y", xanchor="right",
+                           yanchor="bottom"))
+    layout = _layout(title, revision="per-class", shapes=shapes, annotations=notes,
+                     yaxis=dict(title=dict(text="accuracy (%)"), range=[0, 105]))
+    return go.Figure(data=[bars], layout=layout)
+
+
+def _pareto_points(rows: pd.DataFrame, x: str, y: str, label: str, color: str, size: int) -> go.Scatter:
+    return go.Scatter(
+        x=rows[x].tolist(), y=(100 * rows[y]).tolist(), mode="markers", name=label,
+        marker=dict(color=color, size=size, line=dict(width=1, color="white")),
+        customdata=rows[["name", "id", "params", "flops", "status"]].astype(str).values.tolist(),
+        hovertemplate=("<b>%{customdata[0]}</b> (%{customdata[1]})<br>params %{customdata[2]}<br>"
+                       "FLOPs %{customdata[3]}<br>" + f"{AXIS_LABELS.get(y, y)}: " + "%{y:.2f}<br>"
+                       "status %{customdata[4]}<extra></extra>"))
 
 
 def pareto_chart(table: pd.DataFrame, frontier: pd.Series, x: str = "params", y: str = "best_test_accuracy",
@@ -67,51 +92,53 @@ def pareto_chart(table: pd.DataFrame, frontier: pd.Series, x: str = "params", y:
     vertical line. Hover names the run and gives its numbers."""
     plotted = table.dropna(subset=[x, y])
     on_frontier = frontier.reindex(plotted.index, fill_value=False).astype(bool)
-    fig = go.Figure()
-    for mask, label, color, size in ((~on_frontier, "run", RUN_COLOR, 9), (on_frontier, "Pareto frontier",
-                                                                           FRONTIER_COLOR, 12)):
-        rows = plotted[mask]
-        fig.add_trace(go.Scatter(
-            x=rows[x], y=100 * rows[y], mode="markers", name=label, marker=dict(color=color, size=size,
-                                                                                line=dict(width=1, color="white")),
-            customdata=rows[["name", "id", "params", "flops", "status"]].astype(str).values,
-            hovertemplate=("<b>%{customdata[0]}</b> (%{customdata[1]})<br>params %{customdata[2]}<br>"
-                           "FLOPs %{customdata[3]}<br>" + f"{AXIS_LABELS.get(y, y)}: " + "%{y:.2f}<br>"
-                           "status %{customdata[4]}<extra></extra>")))
+    traces = [_pareto_points(plotted[~on_frontier], x, y, "run", RUN_COLOR, 9),
+              _pareto_points(plotted[on_frontier], x, y, "Pareto frontier", FRONTIER_COLOR, 12)]
     front = plotted[on_frontier].sort_values(x)
     if len(front) > 1:
-        fig.add_trace(go.Scatter(x=front[x], y=100 * front[y], mode="lines", line=dict(color=FRONTIER_COLOR,
-                                 shape="hv", dash="dot"), hoverinfo="skip", showlegend=False))
+        traces.append(go.Scatter(x=front[x].tolist(), y=(100 * front[y]).tolist(), mode="lines", showlegend=False,
+                                 line=dict(color=FRONTIER_COLOR, shape="hv", dash="dot"), hoverinfo="skip"))
+    shapes, notes = [], []
     if budget is not None:
-        fig.add_vline(x=budget, line_dash="dash", line_color=BUDGET_COLOR,
-                      annotation_text=f"budget {budget:,.0f}", annotation_position="top right")
-    # Log scale: small nets and the budget (often 100x larger) stay readable on one axis.
-    fig.update_xaxes(title=AXIS_LABELS.get(x, x) + " (log scale)", type="log")
-    fig.update_yaxes(title=AXIS_LABELS.get(y, y))
+        shapes.append(_line_shape("x", budget, BUDGET_COLOR))
+        # On a log axis an annotation's x is given as log10 of the value.
+        notes.append(_note(f"budget {budget:,.0f}", math.log10(budget), 1, "x", "paper", xanchor="left",
+                           yanchor="top"))
     what = "parameters" if x == "params" else "FLOPs"
-    return _layout(fig, f"Accuracy against {what}", revision=f"pareto-{x}")
+    # Log scale: small nets and the budget (often 100x larger) stay readable on one axis.
+    layout = _layout(f"Accuracy against {what}", revision=f"pareto-{x}", shapes=shapes, annotations=notes,
+                     xaxis=dict(title=dict(text=AXIS_LABELS.get(x, x) + " (log scale)"), type="log"),
+                     yaxis=dict(title=dict(text=AXIS_LABELS.get(y, y))))
+    return go.Figure(data=traces, layout=layout)
+
+
+def _curve(frame: pd.DataFrame, label: str, column: str, color: str, axis: int) -> go.Scatter:
+    kind, scale = column.split("_")[0], 100 if column.endswith("accuracy") else 1
+    return go.Scatter(
+        x=frame["epoch"].tolist(), y=(frame[column] * scale).tolist(), mode="lines+markers", name=f"{label} ({kind})",
+        legendgroup=f"{label} ({kind})", showlegend=axis == 1, xaxis=f"x{axis}", yaxis=f"y{axis}",
+        line=dict(color=color, dash="solid" if kind == "test" else "dot"), marker=dict(size=5),
+        hovertemplate=f"{label}<br>epoch %{{x}}<br>{column.replace('_', ' ')}: %{{y:.3f}}<extra></extra>")
 
 
 def curves_overlay(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
     """Loss and accuracy per epoch of several runs side by side; one colour per run, test solid, train dotted."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy (%)"), horizontal_spacing=0.08)
+    traces = []
     for i, (label, frame) in enumerate(curves.items()):
         color = RUN_PALETTE[i % len(RUN_PALETTE)]
-        for column, col, dash, scale in (("test_loss", 1, "solid", 1), ("train_loss", 1, "dot", 1),
-                                         ("test_accuracy", 2, "solid", 100), ("train_accuracy", 2, "dot", 100)):
-            if column not in frame or frame[column].isna().all():
-                continue
-            kind = column.split("_")[0]
-            fig.add_trace(go.Scatter(
-                x=frame["epoch"], y=frame[column] * scale, mode="lines+markers", name=f"{label} ({kind})",
-                legendgroup=f"{label} ({kind})", showlegend=col == 1, line=dict(color=color, dash=dash),
-                marker=dict(size=5),
-                hovertemplate=f"{label}<br>epoch %{{x}}<br>{column.replace('_', ' ')}: %{{y:.3f}}<extra></extra>"),
-                row=1, col=col)
-    fig.update_xaxes(title="epoch", tickformat="d")
-    fig = _layout(fig, "Runs compared (solid: test, dotted: train)", height=460, revision="overlay")
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0))
-    return fig
+        for column, axis in (("test_loss", 1), ("train_loss", 1), ("test_accuracy", 2), ("train_accuracy", 2)):
+            if column in frame and not frame[column].isna().all():
+                traces.append(_curve(frame, label, column, color, axis))
+    epoch_axis = dict(title=dict(text="epoch"), tick0=1, dtick=1)  # whole epochs only
+    layout = _layout(
+        "Runs compared (solid: test, dotted: train)", height=480, revision="overlay",
+        margin=dict(l=10, r=10, t=50, b=70),
+        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0),
+        xaxis=epoch_axis | dict(domain=[0.0, 0.46]), xaxis2=epoch_axis | dict(domain=[0.54, 1.0]),
+        yaxis=dict(anchor="x"), yaxis2=dict(anchor="x2"),
+        annotations=[_note("Loss", 0.23, 1.0, "paper", "paper", yanchor="bottom"),
+                     _note("Accuracy (%)", 0.77, 1.0, "paper", "paper", yanchor="bottom")])
+    return go.Figure(data=traces, layout=layout)
 
 
 def figure_html(fig: go.Figure) -> str:
