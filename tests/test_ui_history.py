@@ -199,3 +199,12 @@ def test_rename_and_delete_with_confirmation(history: Path) -> None:
     assert not (history / "r1").exists()
     assert at.success[0].value == "Deleted r1."
     assert table_ids(at) == ["r3", "r2"]
+
+
+def test_architecture_line_reads_like_the_config() -> None:
+    from explorer.presets import PRESETS
+    from explorer.ui.checkpoints_panel import architecture_line
+
+    assert architecture_line(PRESETS["study-bn"].to_dict()) == (
+        "conv 25 (5×5 valid, max-pool) → 50 (5×5 valid, max-pool) · head flatten · fc 100, 50 · relu · BatchNorm")
+    assert architecture_line(SMALL.to_dict()).endswith("head avgpool · no hidden fc · relu")

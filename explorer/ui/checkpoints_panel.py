@@ -111,6 +111,7 @@ def _describe(loaded: LoadedCheckpoint) -> None:
     cols[3].metric("Final test acc.", _pct(facts["final_test_accuracy"]))
     cols[4].metric("Epochs", "—" if facts["epochs_done"] is None else facts["epochs_done"])
     shape = "×".join(map(str, facts["input_shape"]))
+    st.markdown(f"**Architecture:** {architecture_line(meta['arch'])}")
     st.caption(f"Input {shape} · {len(facts['classes'])} classes ({', '.join(facts['classes'][:10])}"
                f"{'…' if len(facts['classes']) > 10 else ''}) · trained on `{facts['data'] or '?'}` · "
                f"saved {facts['created'] or '?'}")
@@ -120,6 +121,22 @@ def _describe(loaded: LoadedCheckpoint) -> None:
         st.json({"arch": meta["arch"], "train": meta.get("train"), "normalization": meta["normalization"],
                  "metrics": meta.get("metrics"), "versions": meta.get("versions"),
                  "format_version": meta["format_version"]}, expanded=False)
+
+
+def architecture_line(arch: dict) -> str:
+    """One line a person can read: 'conv 32 (5×5 valid, max-pool) → 64 (…) · head flatten · fc 120, 84 · …'."""
+    blocks = []
+    for block in arch["conv"]:
+        details = [f"{block['kernel']}×{block['kernel']} {block['padding']}"]
+        details += [f"stride {block['stride']}"] if block["stride"] != 1 else []
+        details += [f"{block['pool']}-pool"] if block["pool"] != "none" else []
+        details += ["residual"] if block["residual"] else []
+        blocks.append(f"{block['out_channels']} ({', '.join(details)})")
+    parts = ["conv " + " → ".join(blocks), f"head {arch['head']}",
+             f"fc {', '.join(map(str, arch['fc']))}" if arch["fc"] else "no hidden fc", arch["activation"]]
+    parts += ["BatchNorm"] if arch["batchnorm"] else []
+    parts += [f"dropout {arch['dropout']}" + (" (conv too)" if arch["dropout_conv"] else "")] if arch["dropout"] else []
+    return " · ".join(parts)
 
 
 def _pct(value: float | None) -> str:
