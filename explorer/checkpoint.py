@@ -84,7 +84,7 @@ class LoadedCheckpoint:
 def weights_path(path: str | os.PathLike) -> Path:
     """The weights file for `path`: a .safetensors file as given, or `model.safetensors` inside a folder."""
     path = Path(path)
-    return path / WEIGHTS_NAME if path.is_dir() or not path.suffix else path
+    return path / WEIGHTS_NAME if path.is_dir() or (not path.suffix and not path.is_file()) else path
 
 
 def optimizer_path(path: str | os.PathLike) -> Path:
@@ -98,7 +98,8 @@ def find_checkpoints(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    found = list(root.glob("*.safetensors")) + list(root.glob("*/*.safetensors"))
+    found = [p for p in list(root.glob("*.safetensors")) + list(root.glob("*/*.safetensors"))
+             if not p.parent.name.startswith(".")]  # skip folders being deleted (.deleted-<id>)
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
@@ -406,7 +407,8 @@ def _load_optimizer(weights: Path | None, meta: dict, warnings: list[str]) -> di
     ref = meta.get("optimizer")
     if weights is None or not isinstance(ref, dict):
         return None
-    path = weights.with_name(Path(str(ref.get("file", ""))).name)  # never leave the checkpoint's folder
+    name = Path(str(ref.get("file") or "")).name  # a bare name: never leave the checkpoint's folder
+    path = weights.with_name(name or OPTIMIZER_SUFFIX.lstrip("."))
     try:
         data = path.read_bytes()
     except OSError:

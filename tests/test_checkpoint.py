@@ -329,6 +329,7 @@ def test_optimizer_reference_cannot_point_outside_the_checkpoint_folder(saved, t
     outside = tmp_path / "elsewhere.pt"
     torch.save({"state": {}, "param_groups": []}, outside)
     digest = hashlib.sha256(outside.read_bytes()).hexdigest()
-    rewrite_meta(path, optimizer={"file": "../elsewhere.pt", "sha256": digest})
-    loaded = load_checkpoint(path)
-    assert loaded.optimizer_state is None and "missing" in loaded.warnings[0]
+    for reference in ("../elsewhere.pt", str(outside), ""):
+        rewrite_meta(path, optimizer={"file": reference, "sha256": digest})
+        loaded = load_checkpoint(path)
+        assert loaded.optimizer_state is None and "missing" in loaded.warnings[0]
