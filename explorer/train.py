@@ -1,0 +1,455 @@
+"""The training loop: preloaded uint8 tensors, batched augmentation on the device, events through a callback.
+
+No DataLoader and no worker processes: each epoch slices the in-memory images with a seeded random permutation,
+augments the batch with tensor ops (explorer.data.augment_batch), normalizes it, and takes one optimizer step.
+The loop never imports streamlit; it reports through `on_event(dict)` (see the run-record contract):
+started -> baseline -> (batch every log_every batches)* -> epoch per epoch -> finished | stopped | failed.
+
+Knobs and why:
+- Losses are summed on the device and read every `log_every` batches, except on the CPU where reading a
+  scalar is free and lets the NaN guard name the exact batch without extra tensor ops.
+- The optimizer uses its foreach (CPU) or fused (CUDA) implementation: at batch 8 per-step overhead dominates.
+- On CUDA: channels_last and bf16 autocast (fp16 + GradScaler where bf16 is missing).
+- CPU threads never exceed the cores we may run on: oversubscribed OpenMP threads spin and crawl.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from explorer.config import ArchConfig, TrainConfig
+from explorer.cost import model_cost
+from explorer.data import Dataset, augment_batch, normalization
+from explorer.errors import ConfigError, TrainingError
+from explorer.evaluate import evaluate_model as _evaluate
+from explorer.model import Net, build_model
+
+EventCallback = Callable[[dict], None]
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run hands back. `model` holds the evaluated weights (EMA when ema > 0)."""
+
+    model: Net
+    status: str  # "finished" or "stopped"
+    metrics: dict  # the last evaluation: test_loss, test_accuracy, per_class, train_loss, train_accuracy
+    epochs: list[dict]  # every "epoch" event
+    baseline: dict
+    summary: dict
+    images_per_second: float
+    epochs_done: int
+    normalization: dict  # {"mean": [...], "std": [...]} the model expects for uint8/255 input
+    device: str
+    optimizer_state: dict | None = None  # {"optimizer": name, "state_dict": ..., "model": raw weights if EMA}
+    events: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- small public helpers
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" -> CUDA when present, else CPU; "cuda" without a GPU is a TrainingError that says what to pick."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' was asked for but no CUDA GPU is available; use device 'auto' or 'cpu'.")
+    if name not in ("cpu", "cuda"):
+        raise TrainingError(f"unknown device {name!r}; use auto, cpu or cuda.")
+    return torch.device(name)
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def limit_cpu_threads() -> int:
+    """Never more intra-op threads than usable cores (EXPLORER_THREADS overrides); returns the count in use."""
+    wanted = int(os.environ.get("EXPLORER_THREADS") or 0) or min(torch.get_num_threads(), available_cores())
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+    return wanted
+
+
+def evaluate_model(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, mean: list[float], std: list[float],
+                   batch_size: int, device: torch.device | str | None = None, tta_flip: bool = False,
+                   classes: list[str] | None = None) -> dict:
+    """Loss, accuracy and per-class accuracy (explorer.evaluate does the work; this keeps the contract's name)."""
+    return _evaluate(model, x_uint8, y, mean, std, batch_size, device, tta_flip, classes)
+
+
+def lr_at(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Learning rate for optimizer step `step` (0-based) of `total_steps`.
+
+    Warm-up: linear from lr/total_warmup to lr over warmup_epochs. Then constant; step (x0.1 at 50 % and 75 %);
+    cosine to 0; or one-cycle: linear up from lr/10 over the warm-up (25 % of training when warmup_epochs is 0),
+    then linear down to 0.
+    """
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        warmup = warmup or round(0.25 * total_steps)
+        if step < warmup:
+            return cfg.lr * (0.1 + 0.9 * step / warmup)
+        return cfg.lr * max(total_steps - step, 0) / max(total_steps - warmup, 1)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(total_steps - warmup, 1)
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "step":
+        return cfg.lr * (0.1 ** ((progress >= 0.5) + (progress >= 0.75)))
+    return cfg.lr
+
+
+def make_optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    # foreach on the CPU (one call for all tensors), fused kernels on CUDA.
+    speed = {"fused": True} if device.type == "cuda" and cfg.optimizer != "adagrad" else {"foreach": True}
+    if cfg.optimizer in ("sgd", "nesterov"):
+        if cfg.optimizer == "nesterov" and cfg.momentum <= 0:
+            raise ConfigError("optimizer 'nesterov' needs momentum > 0; set momentum (e.g. 0.9) or use 'sgd'.")
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.optimizer == "nesterov", **speed)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **speed)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **speed)
+    return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def batch_count(n: int, batch_size: int) -> int:
+    """Batches per epoch: a last batch of a single image is dropped (BatchNorm cannot train on one sample)."""
+    full, rest = divmod(n, batch_size)
+    return full + (rest > 1) if full else 1
+
+
+# ---------------------------------------------------------------- the session: everything one run needs
+
+
+class _Session:
+    """Model, optimizer, data on the device and the one-batch step; shared by train() and the estimate."""
+
+    def __init__(self, arch: ArchConfig, cfg: TrainConfig, dataset: Dataset, init_state: dict | None = None):
+        self.cfg, self.dataset = cfg, dataset
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            limit_cpu_threads()
+        arch.validate(dataset.input_shape)
+        torch.manual_seed(cfg.seed)  # model init (and dropout) draw from the global generator
+        self.model = build_model(arch, dataset.input_shape, dataset.num_classes).to(self.device)
+        self.cuda = self.device.type == "cuda"
+        self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.random_init_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.optimizer = make_optimizer(cfg, self.model.parameters(), self.device)
+        self.epochs_done = 0
+        self.ema = _Ema(self.model, cfg.ema) if cfg.ema > 0 else None
+        if init_state:
+            self._resume(init_state)
+        self.mean, self.std = normalization(dataset, cfg.normalization)
+        # x/255 normalized = (x - 255 mean) / (255 std)
+        self.shift = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1) * 255
+        self.scale = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1) * 255
+        self.train_x = dataset.train_x.to(self.device)
+        self.train_y = dataset.train_y.to(self.device)
+        self.test_x = dataset.test_x.to(self.device)
+        self.test_y = dataset.test_y.to(self.device)
+        self.order_gen = torch.Generator().manual_seed(cfg.seed)
+        self.augment_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.flip, self.pad = "flip" in cfg.augment, cfg.crop_padding if "crop" in cfg.augment else 0
+        self.autocast = self._autocast()
+        self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
+        self.steps_per_epoch = batch_count(len(self.train_y), cfg.batch_size)
+
+    def _autocast(self):
+        self.autocast_dtype = None
+        if not self.cuda:
+            return nullcontext
+        self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return lambda: torch.autocast("cuda", dtype=self.autocast_dtype)
+
+    def _resume(self, state: dict) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+        except (KeyError, RuntimeError) as err:
+            raise TrainingError(f"cannot resume: the saved weights do not fit this architecture ({err}).") from None
+        self.epochs_done = int(state.get("epochs_done", 0))
+        saved = state.get("optimizer") or {}
+        if saved.get("optimizer") == self.cfg.optimizer and saved.get("state_dict"):
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+            self.optimizer.load_state_dict(saved["state_dict"])
+            for group, settings in zip(self.optimizer.param_groups, fresh):
+                group.update(settings)  # the new config's lr, momentum, weight decay win over the saved ones
+        if self.ema is not None:
+            self.ema.reset(self.model)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.cfg.loss == "nll":
+            return nn.functional.nll_loss(nn.functional.log_softmax(logits, dim=1), y)
+        return nn.functional.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented, normalized batch (float, on the device) and its labels."""
+        x = self.train_x.index_select(0, idx)
+        x = augment_batch(x, self.flip, self.pad, self.augment_gen)
+        x = x.to(torch.float32, memory_format=self.memory_format).sub_(self.shift).div_(self.scale)
+        return x, self.train_y.index_select(0, idx)
+
+    def step(self, idx: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the images `idx`; returns (loss, number right) as device tensors (no sync)."""
+        x, y = self.batch(idx)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.autocast():
+            logits = self.model(x)
+        loss = self.loss(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return loss.detach(), (logits.detach().argmax(1) == y).sum()
+
+    def eval_model(self) -> Net:
+        return self.ema.model if self.ema is not None else self.model
+
+    def evaluate(self, model: nn.Module | None = None) -> dict:
+        with self.autocast():
+            result = evaluate_model(model or self.eval_model(), self.test_x, self.test_y, self.mean, self.std,
+                                    self.cfg.test_batch_size, self.device, self.cfg.tta_flip, self.dataset.classes)
+        return {"test_loss": result["loss"], "test_accuracy": result["accuracy"], "per_class": result["per_class"]}
+
+    def evaluate_random_init(self) -> dict:
+        """The random-init baseline (the seed's initial weights, whatever was resumed)."""
+        current = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.random_init_state)
+        try:
+            return self.evaluate(self.model)
+        finally:
+            self.model.load_state_dict(current)
+
+    def permutation(self) -> torch.Tensor:
+        return torch.randperm(len(self.train_y), generator=self.order_gen).to(self.device)
+
+    def optimizer_state(self) -> dict:
+        state = {"optimizer": self.cfg.optimizer, "state_dict": self.optimizer.state_dict()}
+        if self.ema is not None:  # the checkpoint holds the averaged weights; resuming needs the raw ones too
+            state["model"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return state
+
+
+class _Ema:
+    """Exponential moving average of every float tensor of the model (weights and BatchNorm statistics)."""
+
+    def __init__(self, model: Net, decay: float):
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.reset(model)
+
+    def reset(self, model: Net) -> None:
+        self.model.load_state_dict(model.state_dict())
+        self.targets = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        self.sources = [t for t in model.state_dict().values() if t.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, model: Net) -> None:
+        self.updates += 1
+        # Short runs: the average warms up instead of staying near the random init for 1/(1-decay) steps.
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.targets, self.sources, 1 - decay)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(arch: ArchConfig, train_cfg: TrainConfig, dataset: Dataset, on_event: EventCallback | None = None,
+          stop: threading.Event | None = None, init_state: dict | None = None) -> TrainResult:
+    """Train `arch` on `dataset`; every event goes to `on_event`. Returns the result (finished or stopped).
+
+    `init_state` resumes: {"model": state dict, "optimizer": {"optimizer", "state_dict"} (optional),
+    "epochs_done": int}; the run then trains `train_cfg.epochs` more epochs, numbered after the ones done.
+    A NaN/inf loss or any other failure emits "failed" and raises (TrainingError for the NaN guard).
+    """
+    emit = _Emitter(on_event)
+    try:
+        return _Loop(arch, train_cfg, dataset, emit, stop or threading.Event(), init_state).run()
+    except Exception as err:
+        emit("failed", error=str(err) if str(err) else type(err).__name__)
+        raise
+
+
+class _Emitter:
+    def __init__(self, on_event: EventCallback | None):
+        self.on_event, self.events = on_event, []
+
+    def __call__(self, kind: str, **payload) -> dict:
+        event = {"type": kind, "time": time.time(), **payload}
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+        return event
+
+
+class _Loop:
+    def __init__(self, arch, cfg, dataset, emit, stop, init_state):
+        self.arch, self.cfg, self.dataset, self.emit, self.stop = arch, cfg, dataset, emit, stop
+        self.session = _Session(arch, cfg, dataset, init_state)
+        self.first_epoch = self.session.epochs_done + 1
+        self.total_steps = self.session.steps_per_epoch * cfg.epochs
+        self.epochs: list[dict] = []
+        self.step = 0
+        self.train_images, self.train_seconds = 0, 0.0
+
+    def run(self) -> TrainResult:
+        start = time.perf_counter()
+        self._started()
+        baseline = self.session.evaluate_random_init()
+        self.emit("baseline", **baseline)
+        status = "finished"
+        for epoch in range(self.first_epoch, self.first_epoch + self.cfg.epochs):
+            if not self._epoch(epoch):
+                status = "stopped"
+                break
+        summary = self._summary(baseline, time.perf_counter() - start)
+        self.emit(status, summary=summary)
+        return self._result(status, baseline, summary)
+
+    def _started(self) -> None:
+        s = self.session
+        cost = model_cost(self.arch, self.dataset.input_shape, self.dataset.num_classes)
+        self.emit("started", config={"arch": self.arch.to_dict(), "train": self.cfg.to_dict()},
+                  params=cost.params, flops=cost.flops, device=str(s.device),
+                  input_shape=list(self.dataset.input_shape), classes=list(self.dataset.classes),
+                  total_steps=self.total_steps, steps_per_epoch=s.steps_per_epoch,
+                  epochs=self.cfg.epochs, first_epoch=self.first_epoch, data=self.dataset.name,
+                  train_images=len(self.dataset.train_y), test_images=len(self.dataset.test_y),
+                  normalization={"mean": s.mean, "std": s.std}, amp=_dtype_name(s.autocast_dtype),
+                  threads=torch.get_num_threads())
+
+    def _epoch(self, epoch: int) -> bool:
+        """Train one epoch, evaluate, emit "epoch"; False when stopped (the partial epoch is not evaluated)."""
+        s, cfg = self.session, self.cfg
+        s.model.train()
+        perm = s.permutation()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=s.device)
+        correct = torch.zeros((), dtype=torch.int64, device=s.device)
+        window_sum, window_start, seen = loss_sum.clone(), 0, 0
+        check_each_batch = not s.cuda  # on the CPU a scalar read costs nothing
+        lr = cfg.lr
+        for b in range(s.steps_per_epoch):
+            if self.stop.is_set():
+                return False
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            lr = lr_at(cfg, self.step, self.total_steps, s.steps_per_epoch)
+            loss, right = s.step(idx, lr)
+            self.step += 1
+            seen += len(idx)
+            loss_sum += loss * len(idx)
+            correct += right
+            window_sum += loss
+            if check_each_batch and not math.isfinite(loss.item()):
+                self._nan(epoch, b + 1, b + 1)
+            if (b + 1) % cfg.log_every == 0 or b + 1 == s.steps_per_epoch:
+                mean_loss = float(window_sum) / (b + 1 - window_start)
+                if not math.isfinite(mean_loss):
+                    self._nan(epoch, window_start + 1, b + 1)
+                self.emit("batch", epoch=epoch, batch=b + 1, step=self.step, loss=mean_loss, lr=lr)
+                window_sum.zero_()
+                window_start = b + 1
+        if s.cuda:
+            torch.cuda.synchronize()
+        train_seconds = time.perf_counter() - t0
+        self.train_images += seen
+        self.train_seconds += train_seconds
+        metrics = s.evaluate()
+        seconds = time.perf_counter() - t0
+        event = self.emit("epoch", epoch=epoch, train_loss=float(loss_sum) / seen, train_accuracy=int(correct) / seen,
+                          **metrics, seconds=seconds, train_seconds=train_seconds, eval_seconds=seconds - train_seconds,
+                          images_per_second=seen / train_seconds, lr=lr)
+        self.epochs.append(event)
+        return True
+
+    def _nan(self, epoch: int, first_batch: int, last_batch: int) -> None:
+        where = f"batch {first_batch}" if first_batch == last_batch else f"batches {first_batch}-{last_batch}"
+        raise TrainingError(f"the training loss became NaN or infinite in epoch {epoch}, {where}; training stopped. "
+                            f"Lower the learning rate (now {self.cfg.lr:g}, try {self.cfg.lr / 10:g}), add warm-up "
+                            f"or BatchNorm.")
+
+    def _summary(self, baseline: dict, wall_seconds: float) -> dict:
+        accuracies = [e["test_accuracy"] for e in self.epochs]
+        return {"final_test_accuracy": accuracies[-1] if accuracies else None,
+                "best_test_accuracy": max(accuracies) if accuracies else None,
+                "epochs_done": self.session.epochs_done + len(self.epochs),
+                "wall_seconds": wall_seconds,
+                "images_per_second": self.train_images / self.train_seconds if self.train_seconds else None,
+                "baseline_test_accuracy": baseline["test_accuracy"]}
+
+    def _result(self, status: str, baseline: dict, summary: dict) -> TrainResult:
+        s = self.session
+        last = self.epochs[-1] if self.epochs else {}
+        metrics = {k: last.get(k, baseline.get(k)) for k in ("test_loss", "test_accuracy", "per_class")}
+        metrics |= {"train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy")}
+        model = s.eval_model().to(memory_format=torch.contiguous_format).eval()
+        return TrainResult(model=model, status=status, metrics=metrics, epochs=list(self.epochs), baseline=baseline,
+                           summary=summary, images_per_second=summary["images_per_second"] or 0.0,
+                           epochs_done=summary["epochs_done"], normalization={"mean": s.mean, "std": s.std},
+                           device=str(s.device), optimizer_state=s.optimizer_state(), events=self.emit.events)
+
+
+# ---------------------------------------------------------------- the estimate shown before training
+
+
+def estimate_epoch_seconds(arch: ArchConfig, train_cfg: TrainConfig, dataset: Dataset, batches: int = 5) -> float:
+    """Seconds one epoch (training + evaluation) should take on the configured device, from a few timed batches.
+
+    One warm-up batch first (allocations, kernel selection), then `batches` timed ones, scaled to the epoch;
+    the evaluation is timed on one test batch and scaled to the test set (twice with flip TTA).
+    """
+    s = _Session(arch, train_cfg, dataset)
+    s.model.train()
+    perm = s.permutation()
+    size = train_cfg.batch_size
+    batches = max(1, min(batches, s.steps_per_epoch - 1)) if s.steps_per_epoch > 1 else 1
+    s.step(perm[:size], train_cfg.lr)
+    _sync(s.device)
+    t0 = time.perf_counter()
+    for b in range(1, batches + 1):
+        loss, _ = s.step(perm[(b % s.steps_per_epoch) * size:][:size], train_cfg.lr)
+    float(loss)
+    _sync(s.device)
+    train_seconds = (time.perf_counter() - t0) / batches * s.steps_per_epoch
+    n_eval = min(train_cfg.test_batch_size, len(dataset.test_y))
+    evaluate_model(s.model, s.test_x[:n_eval], s.test_y[:n_eval], s.mean, s.std, n_eval, s.device, False)
+    t1 = time.perf_counter()
+    evaluate_model(s.model, s.test_x[:n_eval], s.test_y[:n_eval], s.mean, s.std, n_eval, s.device, False)
+    eval_seconds = (time.perf_counter() - t1) * len(dataset.test_y) / n_eval * (2 if train_cfg.tta_flip else 1)
+    return train_seconds + eval_seconds
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str | None:
+    return str(dtype).removeprefix("torch.") if dtype is not None else None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
