@@ -82,18 +82,36 @@ _MEMO_SIZE = 2
 
 def load_dataset(source: str, data_dir: str | Path = "data") -> Dataset:
     """The dataset `source` names (see the module docstring); DataError says what is wrong and what to use."""
-    if not isinstance(source, str) or not source.strip():
-        raise DataError("no data source given; use synthetic, cifar10, cifar10:DIR or folder:PATH.")
+    kind, arg = _parse_source(source)
     source = source.strip()
-    kind, _, arg = source.partition(":")
     if kind == "synthetic":
         return _memoized((source,), lambda: _synthetic(source, arg))
     if kind == "cifar10" and not arg:
         return _memoized((source, str(Path(data_dir).resolve())), lambda: _cifar10_download(source, Path(data_dir)))
     if kind == "cifar10":
         return _cifar10_dir(source, Path(arg).expanduser(), Path(data_dir))
-    if kind == "folder" and arg:
-        return _folder(source, Path(arg).expanduser(), Path(data_dir))
+    return _folder(source, Path(arg).expanduser(), Path(data_dir))
+
+
+def check_source(source: str, data_dir: str | Path = "data") -> None:
+    """Raise DataError for a source that cannot load, without decoding anything (quick: for forms and jobs)."""
+    kind, arg = _parse_source(source)
+    if kind == "synthetic" and arg:
+        _synthetic_sizes(source, arg)
+    elif kind == "folder":
+        path = Path(arg).expanduser()
+        if not path.is_dir():
+            raise DataError(f"{source}: the folder {path} does not exist. Give a folder with train/<class>/ images.")
+    elif kind == "cifar10" and arg and not Path(arg).expanduser().is_dir():
+        raise DataError(f"{source}: the folder {arg} does not exist. {_alternatives()}")
+
+
+def _parse_source(source: str) -> tuple[str, str]:
+    if not isinstance(source, str) or not source.strip():
+        raise DataError("no data source given; use synthetic, cifar10, cifar10:DIR or folder:PATH.")
+    kind, _, arg = source.strip().partition(":")
+    if kind in ("synthetic", "cifar10") or (kind == "folder" and arg):
+        return kind, arg
     raise DataError(f"unknown data source {source!r}; use synthetic, synthetic:N, cifar10, cifar10:DIR or folder:PATH.")
 
 
@@ -147,16 +165,20 @@ def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
 # ---------------------------------------------------------------- synthetic
 
 
+def _synthetic_sizes(source: str, arg: str) -> tuple[int, int]:
+    if not arg:
+        return SYNTHETIC_TRAIN, SYNTHETIC_TEST
+    try:
+        n_train = int(arg)
+    except ValueError:
+        raise DataError(f"{source!r}: expected synthetic:N with N a whole number of training images.") from None
+    if not 20 <= n_train <= 200_000:
+        raise DataError(f"{source!r}: use from 20 to 200,000 training images.")
+    return n_train, max(n_train // 4, 10)
+
+
 def _synthetic(source: str, arg: str) -> Dataset:
-    n_train, n_test = SYNTHETIC_TRAIN, SYNTHETIC_TEST
-    if arg:
-        try:
-            n_train = int(arg)
-        except ValueError:
-            raise DataError(f"{source!r}: expected synthetic:N with N a whole number of training images.") from None
-        if not 20 <= n_train <= 200_000:
-            raise DataError(f"{source!r}: use from 20 to 200,000 training images.")
-        n_test = max(n_train // 4, 10)
+    n_train, n_test = _synthetic_sizes(source, arg)
     x, y = synthetic_images(n_train + n_test, seed=0)
     return _finish(source, x[:n_train], y[:n_train], x[n_train:], y[n_train:], SYNTHETIC_CLASSES)
 
