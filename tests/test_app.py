@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import PRESETS, model_cost
 from explorer.ui import state as keys
+from explorer.ui import train_state as train_keys
+from explorer.ui.train_panel import HISTORY, RUN_ID
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
@@ -240,3 +243,109 @@ def test_recipe_values_round_trip(name):
     state: dict = {}
     train_state.load_recipe(state, name)
     assert train_state.train_from_values(state) == RECIPES[name]
+
+
+# --- the Train tab with the real JobManager ------------------------------------------------------------------
+
+
+def wait_for_status(at: AppTest, wanted: set[str], timeout: float = 120.0) -> str:
+    """Rerun the app (as the fragment would tick) until the watched run reaches one of `wanted`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception
+        status = at.session_state[HISTORY]["history"].status
+        if status in wanted:
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"run still {status} after {timeout:.0f} s")
+
+
+def test_a_tiny_run_started_from_the_train_tab_finishes(app, runs_dir, image_folder_factory):
+    folder = image_folder_factory("tiny", per_class=8)  # 3 classes of 28x28 RGB images
+    app.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
+    app.text_input(key=train_keys.FOLDER).input(str(folder)).run()
+    # The dataset sets the network's input shape and class count.
+    assert (app.number_input(key=keys.IN_H).value, app.number_input(key=keys.NUM_CLASSES).value) == (28, 3)
+    app.number_input(key=train_keys.key("epochs")).set_value(2)
+    app.number_input(key=train_keys.key("batch_size")).set_value(8)
+    app.number_input(key=train_keys.key("log_every")).set_value(1)
+    app.text_input(key=train_keys.NAME).input("tiny from the app").run()
+    assert app.selectbox(key=train_keys.RECIPE).value == "custom"
+    app.button(key="train.start").click().run()
+    assert not app.exception and not app.error
+    run_id = app.session_state[RUN_ID]
+    assert app.query_params["run"] in (run_id, [run_id])  # the URL carries it, for a reload
+    assert wait_for_status(app, {"finished", "failed", "stopped"}) == "finished"
+    record = json.loads((runs_dir / run_id / "run.json").read_text())
+    assert record["status"] == "finished" and record["name"] == "tiny from the app"
+    assert record["data"] == f"folder:{folder}" and record["num_classes"] == 3
+    assert record["preset"] == "study-bn" and record["recipe"] is None
+    assert record["train"]["epochs"] == 2 and record["train"]["batch_size"] == 8
+    status = next(m.value for m in app.markdown if "run `" in m.value)
+    assert "finished" in status and run_id in status
+    assert app.get("progress")[0].proto.value == 100
+    specs = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    accuracy = next(s for s in specs if "Accuracy" in s["layout"]["title"]["text"])
+    assert accuracy["data"][1]["x"] == [1, 2]
+    per_class = next(s for s in specs if "Per-class" in s["layout"]["title"]["text"])
+    assert per_class["data"][-1]["x"] == ["a", "b", "c"]
+    # A widget click after the end changes nothing about the run.
+    app.slider(key=keys.DROPOUT).set_value(0.2).run()
+    assert app.session_state[RUN_ID] == run_id and not app.exception
+
+
+def test_stop_ends_a_run_within_a_batch(app, runs_dir):
+    app.number_input(key=train_keys.key("epochs")).set_value(200)
+    app.number_input(key=train_keys.key("batch_size")).set_value(16).run()
+    app.button(key="train.start").click().run()
+    run_id = app.session_state[RUN_ID]
+    app.button(key="train.stop").click().run()
+    assert wait_for_status(app, {"finished", "failed", "stopped"}) == "stopped"
+    assert json.loads((runs_dir / run_id / "run.json").read_text())["status"] == "stopped"
+    assert "stopped" in app.warning[0].value
+
+
+def test_the_url_reattaches_a_run(app, runs_dir, image_folder_factory):
+    folder = image_folder_factory("reattach", per_class=4)
+    app.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
+    app.text_input(key=train_keys.FOLDER).input(str(folder)).run()
+    app.number_input(key=train_keys.key("epochs")).set_value(1).run()
+    app.button(key="train.start").click().run()
+    run_id = app.session_state[RUN_ID]
+    wait_for_status(app, {"finished", "failed", "stopped"})
+    # A reloaded page is a new session with ?run=ID in the URL.
+    fresh = AppTest.from_file(APP, default_timeout=60)
+    fresh.query_params["run"] = run_id
+    fresh.run()
+    assert not fresh.exception
+    assert fresh.session_state[RUN_ID] == run_id
+    assert fresh.session_state[HISTORY]["history"].status == "finished"
+
+
+def test_bad_folder_shows_an_error(app, tmp_path):
+    app.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
+    app.text_input(key=train_keys.FOLDER).input(str(tmp_path / "nowhere")).run()
+    assert not app.exception
+    assert "nowhere" in app.error[0].value
+
+
+def test_estimate_gives_seconds_per_epoch_and_the_epochs_that_fit(app, image_folder_factory):
+    from explorer.ui.train_panel import ESTIMATE, time_budget_message
+
+    folder = image_folder_factory("estimate", per_class=8)
+    app.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
+    app.text_input(key=train_keys.FOLDER).input(str(folder)).run()
+    app.number_input(key=train_keys.key("batch_size")).set_value(8)
+    app.number_input(key=train_keys.TIME_BUDGET).set_value(0.1).run()
+    app.button(key="train.estimate_button").click().run()
+    assert not app.exception
+    seconds = app.session_state[ESTIMATE]["seconds"]
+    assert seconds > 0
+    epochs = app.number_input(key=train_keys.key("epochs")).value
+    text, over = time_budget_message(seconds, epochs, 0.1)
+    shown = (app.warning if over else app.info)[0].value
+    assert shown.startswith(text)
+    # Changing a setting makes the estimate stale rather than wrong.
+    app.number_input(key=train_keys.key("batch_size")).set_value(4).run()
+    assert any("estimate again" in c.value for c in app.caption)

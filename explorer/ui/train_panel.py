@@ -291,8 +291,11 @@ def _buttons(selection: Selection, train_cfg: Any, source: str, run_id: str | No
     stop_col.button("Stop", key="train.stop", disabled=not active, width="stretch", on_click=_on_stop,
                     args=(run_id,))
     if selection.cfg is not None:
-        cost = model_cost(selection.cfg, selection.input_shape, selection.num_classes, selection.budget)
-        info_col.caption(f"Trains **{selection.preset or 'custom'}** ({cost.params:,} params on "
+        try:
+            params = f"{model_cost(selection.cfg, selection.input_shape, selection.num_classes).params:,} params"
+        except ConfigError:
+            params = "does not fit this input"
+        info_col.caption(f"Trains **{selection.preset or 'custom'}** ({params} on "
                          f"{'×'.join(map(str, selection.input_shape))}) from the sidebar on **{source}**.")
     if START_ERROR in st.session_state:
         st.error(st.session_state[START_ERROR])
