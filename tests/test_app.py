@@ -349,3 +349,12 @@ def test_estimate_gives_seconds_per_epoch_and_the_epochs_that_fit(app, image_fol
     # Changing a setting makes the estimate stale rather than wrong.
     app.number_input(key=train_keys.key("batch_size")).set_value(4).run()
     assert any("estimate again" in c.value for c in app.caption)
+
+
+def test_a_hidden_block_keeps_its_values(app):
+    app.slider(key=keys.N_CONV).set_value(3).run()
+    app.number_input(key=keys.block_key(3, "out_channels")).set_value(77).run()
+    app.slider(key=keys.N_CONV).set_value(2).run()
+    assert params_shown(app) == "164,310"  # back to the preset's shape (still labelled custom)
+    app.slider(key=keys.N_CONV).set_value(3).run()
+    assert app.number_input(key=keys.block_key(3, "out_channels")).value == 77

@@ -308,6 +308,8 @@ def read_history(manager: Any, run_id: str, cache: dict | None) -> tuple[charts.
     """Fold the run's new events into its history; `cache` is what the previous call returned."""
     if not cache or cache.get("run_id") != run_id:
         cache = {"run_id": run_id, "seen": 0, "history": charts.TrainingHistory()}
+    if cache["history"].ended:
+        return cache["history"], cache  # an ended run writes no more events: no need to read them again
     try:
         events = manager.events(run_id, since=cache["seen"])
     except (ExplorerError, KeyError, FileNotFoundError):
