@@ -272,8 +272,8 @@ class JobManager:
 
         result = train(arch, cfg, dataset, on_event, stop=job.stop, init_state=init_state)
         checkpoint = self._save_checkpoint(job, result, dataset, cfg) if result.epochs_done else None
-        end = held[-1] if held else {"type": result.status, "time": time.time(), "summary": result.summary}
-        job.emit(end)
+        end = held[-1] if held else {"type": result.status, "summary": result.summary}
+        job.emit(end | {"time": time.time()})  # after the checkpoint event, so it carries the later time
         job.update(status=result.status, finished=_now(), summary=result.summary,
                    checkpoint=checkpoint.name if checkpoint else None)
 

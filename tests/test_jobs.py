@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +192,59 @@ def test_run_ids_sort_by_time_and_differ():
     ids = [new_run_id() for _ in range(50)]
     assert len(set(ids)) == 50
     assert sorted(ids, key=lambda i: i[:19]) == ids
+
+
+# ---------------------------------------------------------------- the train command
+
+
+def _cli(args, capsys):
+    from explorer.cli import main
+
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_train_json_lines(tmp_path, capsys):
+    config = tmp_path / "tiny.json"
+    config.write_text(TINY.to_json())
+    code, out, err = _cli(["train", "--config", str(config), "--data", DATA, "--recipe", "study", "--epochs", "2",
+                           "--batch-size", "32", "--optimizer", "adam", "--lr", "0.003", "--augment", "flip,crop",
+                           "--tta", "--seed", "3", "--device", "cpu", "--runs-dir", str(tmp_path / "runs"),
+                           "--json"], capsys)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    events, final = lines[:-1], lines[-1]
+    assert [e["type"] for e in events][:3] == ["loading", "started", "baseline"]
+    assert events[-1]["type"] == "finished"
+    train = events[1]["config"]["train"]
+    assert (train["epochs"], train["batch_size"], train["optimizer"], train["lr"], train["augment"],
+            train["tta_flip"], train["seed"], train["normalization"]) == (2, 32, "adam", 0.003, ["flip", "crop"],
+                                                                          True, 3, "half")  # the rest: study's
+    for key in ("run_dir", "checkpoint", "test_accuracy", "per_class", "epochs", "images_per_second"):
+        assert key in final
+    assert [e["epoch"] for e in final["epochs"]] == [1, 2]
+    assert final["test_accuracy"] == final["epochs"][-1]["test_accuracy"]
+    assert Path(final["checkpoint"]).is_file() and Path(final["run_dir"], "run.json").is_file()
+    record = json.loads(Path(final["run_dir"], "run.json").read_text())
+    assert record["recipe"] == "study" and record["status"] == "finished"
+
+
+def test_cli_train_progress_lines(tmp_path, capsys):
+    code, out, _ = _cli(["train", "--preset", "tutorial", "--data", DATA, "--recipe", "fast", "--epochs", "2",
+                         "--batch-size", "50", "--runs-dir", str(tmp_path)], capsys)
+    assert code == 0
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/2", "2/2"]
+    assert "checkpoint: " in out
+
+
+def test_cli_train_failures_exit_2_with_one_line(tmp_path, capsys):
+    code, out, err = _cli(["train", "--preset", "tutorial", "--data", "synthetic:600", "--recipe", "study",
+                           "--batch-size", "32", "--lr", "30", "--runs-dir", str(tmp_path)], capsys)
+    assert code == 2 and "failed" in err and "Lower the learning rate" in err and len(err.splitlines()) == 1
+    code, _, err = _cli(["train", "--preset", "tutorial", "--data", "nope", "--runs-dir", str(tmp_path)], capsys)
+    assert code == 2 and err.startswith("error: unknown data source")
+    code, _, err = _cli(["train", "--preset", "tutorial", "--data", DATA, "--label-smoothing", "0.9",
+                         "--runs-dir", str(tmp_path)], capsys)
+    assert code == 2 and "label_smoothing" in err
