@@ -456,11 +456,20 @@ def checkpoint_summary(meta: dict) -> dict:
     from explorer.cost import model_cost
 
     cost = model_cost(ArchConfig.from_dict(meta["arch"]), tuple(meta["input_shape"]), meta["num_classes"])
-    metrics = meta.get("metrics") or {}
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    summary = metrics.get("summary") if isinstance(metrics.get("summary"), dict) else {}
+
+    def first(key: str, *fallbacks: Any) -> Any:
+        # Training writes {"metrics": {last evaluation, "summary": {...}}}; hand-made metadata may be flat.
+        for value in (summary.get(key), metrics.get(key), meta.get(key), *fallbacks):
+            if value is not None:
+                return value
+        return None
+
     return {"params": cost.params, "flops": cost.flops, "input_shape": list(meta["input_shape"]),
             "classes": list(meta["classes"]), "data": meta.get("data"), "created": meta.get("created"),
-            "final_test_accuracy": metrics.get("final_test_accuracy"),
-            "best_test_accuracy": metrics.get("best_test_accuracy"), "epochs_done": metrics.get("epochs_done")}
+            "final_test_accuracy": first("final_test_accuracy", metrics.get("test_accuracy")),
+            "best_test_accuracy": first("best_test_accuracy"), "epochs_done": first("epochs_done")}
 
 
 __all__ = ["FORMAT_VERSION", "WEIGHTS_NAME", "LoadedCheckpoint", "save_checkpoint", "load_checkpoint", "read_meta",

@@ -245,3 +245,32 @@ def test_confusion_heatmap_and_per_class_bars() -> None:
     bars = per_class_accuracy_bars({"a": 0.75, "b": None, "c": 1.0}, overall=0.8)
     assert list(bars.data[0].x) == ["a", "c"] and list(bars.data[0].y) == [75.0, 100.0]
     assert bars.layout.shapes[0].y0 == 80.0
+
+
+# ------------------------------------------------------------------------------------------ with the training engine
+
+
+def test_a_run_trained_by_the_job_manager_evaluates_to_its_recorded_accuracy(runs_dir: Path, capsys) -> None:
+    from explorer.checkpoint import checkpoint_summary
+    from explorer.config import TrainConfig
+    from explorer.data import load_dataset
+    from explorer.jobs import JobManager
+
+    arch = ArchConfig(conv=(ConvBlock(8, pool="max"), ConvBlock(16, pool="max")), batchnorm=True, head="maxpool")
+    train = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=3e-3, device="cpu", log_every=5)
+    manager = JobManager(runs_dir)
+    run_id = manager.start(arch, train, "synthetic:200", name="tiny")
+    record = manager.wait(run_id, timeout=300)
+    assert record["status"] == "finished", record["error"]
+    recorded = record["summary"]["final_test_accuracy"]
+    assert main(["evaluate", str(runs_dir / run_id), "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["accuracy"] == recorded  # same data, same weights: the very same number
+    last_epoch = [e for e in manager.events(run_id) if e["type"] == "epoch"][-1]
+    assert out["per_class"] == last_epoch["per_class"]
+    assert out["same_data_as_training"] is True
+    loaded = load_checkpoint(runs_dir / run_id)
+    assert evaluate_checkpoint(loaded, load_dataset("synthetic:200"), device="cpu").accuracy == recorded
+    facts = checkpoint_summary(loaded.meta)
+    assert facts["final_test_accuracy"] == recorded and facts["epochs_done"] == 2
+    assert facts["best_test_accuracy"] == record["summary"]["best_test_accuracy"]

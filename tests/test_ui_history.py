@@ -208,3 +208,43 @@ def test_architecture_line_reads_like_the_config() -> None:
     assert architecture_line(PRESETS["study-bn"].to_dict()) == (
         "conv 25 (5×5 valid, max-pool) → 50 (5×5 valid, max-pool) · head flatten · fc 100, 50 · relu · BatchNorm")
     assert architecture_line(SMALL.to_dict()).endswith("head avgpool · no hidden fc · relu")
+
+
+def test_resume_starts_a_run_whose_curves_continue(runs_dir: Path) -> None:
+    from explorer.config import TrainConfig
+    from explorer.jobs import JobManager
+    from explorer.runs import list_runs, run_curves
+
+    train = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=3e-3, device="cpu", log_every=5)
+    first = JobManager(runs_dir).start(SMALL, train, "synthetic:200", name="first")
+    wait_until(lambda: read_status(runs_dir, first) == "finished")
+    at = start(checkpoints_script)
+    at.number_input(key="ckpt.resume_epochs").set_value(1).run()
+    at.button(key="ckpt.resume").click().run()
+    assert not at.exception and "Started run" in at.success[0].value
+    second = next(r["id"] for r in list_runs(runs_dir) if r.get("resumed_from") == first)
+    assert at.session_state["train.run_id"] == second  # the Train tab watches it
+    wait_until(lambda: read_status(runs_dir, second) in ("finished", "failed"))
+    record = json.loads((runs_dir / second / "run.json").read_text())
+    assert record["status"] == "finished", record["error"]
+    assert record["name"] == "first +1" and record["train"]["epochs"] == 1
+    assert run_curves(second, runs_dir)["epoch"].tolist() == [1, 2, 3]
+    assert record["summary"]["epochs_done"] == 3
+
+
+def read_status(runs_dir: Path, run_id: str) -> str:
+    try:
+        return json.loads((runs_dir / run_id / "run.json").read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return "unknown"
+
+
+def wait_until(condition, timeout: float = 120.0) -> None:
+    """Poll until `condition()` holds (a hang guard, not a timing assertion)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        time.sleep(0.05)
