@@ -259,7 +259,8 @@ def per_class_figure(history: TrainingHistory, revision: str = "run") -> go.Figu
         traces.append(go.Bar(x=classes, y=latest, name=label, marker_color=TEST_COLOR,
                              text=[f"{v:.0f}" for v in latest], textposition="outside"))
     layout = _base_layout("Per-class accuracy (latest epoch)", revision=revision) | dict(
-        barmode="group", yaxis=_axis("test accuracy (%)", range=[0, 105]))
+        # Headroom above 100 % for the value labels drawn over the bars.
+        barmode="group", yaxis=_axis("test accuracy (%)", range=[0, 114], tickvals=[0, 20, 40, 60, 80, 100]))
     return go.Figure(data=traces, layout=layout)
 
 

@@ -358,3 +358,14 @@ def test_a_hidden_block_keeps_its_values(app):
     assert params_shown(app) == "164,310"  # back to the preset's shape (still labelled custom)
     app.slider(key=keys.N_CONV).set_value(3).run()
     assert app.number_input(key=keys.block_key(3, "out_channels")).value == 77
+
+
+def test_a_stale_run_link_is_dropped_without_an_error(runs_dir):
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["run"] = "no-such-run"
+    at.run()
+    assert not at.exception and not at.error
+    assert any("no-such-run is no longer" in i.value for i in at.info)
+    assert RUN_ID not in at.session_state
+    assert "run" not in at.query_params

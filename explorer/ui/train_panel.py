@@ -237,6 +237,13 @@ def _attach(run_id: str) -> None:
     st.query_params["run"] = run_id
 
 
+def _detach() -> None:
+    st.session_state.pop(RUN_ID, None)
+    st.session_state.pop(HISTORY, None)
+    if "run" in st.query_params:
+        del st.query_params["run"]
+
+
 def start_run(selection: Selection, train_cfg: Any, source: str) -> str:
     """Hand the run to the JobManager and watch it; ExplorerError when it cannot start."""
     state = st.session_state
@@ -394,7 +401,13 @@ def render(selection: Selection) -> None:
         st.warning(f"Fix the architecture in the sidebar first: {selection.error}")
     _estimate_section(selection, train_cfg, source)
     run_id = attached_run()
-    active = run_id is not None and run_status(run_id) in ("queued", "running")
+    status = run_status(run_id) if run_id else None
+    if status == "unknown":
+        # Deleted in the Runs tab, or a stale ?run= link: forget it rather than fail on every rerun.
+        st.info(f"Run {run_id} is no longer in {runs.default_runs_dir()}; start a new one.")
+        _detach()
+        run_id = None
+    active = status in ("queued", "running")
     _buttons(selection, train_cfg, source, run_id, active)
     _other_active_runs(run_id)
     if run_id:
