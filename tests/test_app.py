@@ -295,6 +295,20 @@ def test_a_tiny_run_started_from_the_train_tab_finishes(app, runs_dir, image_fol
     assert app.session_state[RUN_ID] == run_id and not app.exception
 
 
+def test_a_tiny_synthetic_run_finishes(app, runs_dir):
+    # The defaults a new user sees (synthetic data, the study's final net, the "fast" recipe), made tiny.
+    app.number_input(key=train_keys.SYNTHETIC_SIZE).set_value(200)
+    app.number_input(key=train_keys.key("epochs")).set_value(1).run()
+    app.button(key="train.start").click().run()
+    run_id = app.session_state[RUN_ID]
+    assert wait_for_status(app, {"finished", "failed", "stopped"}) == "finished"
+    record = json.loads((runs_dir / run_id / "run.json").read_text())
+    assert record["data"] == "synthetic:200" and record["params"] == 164_310
+    history = app.session_state[HISTORY]["history"]
+    assert history.epochs == [1] and 0.0 <= history.test_accuracy[0] <= 1.0
+    assert history.baseline_accuracy is not None and len(history.per_class) == 10
+
+
 def test_stop_ends_a_run_within_a_batch(app, runs_dir):
     app.number_input(key=train_keys.key("epochs")).set_value(200)
     app.number_input(key=train_keys.key("batch_size")).set_value(16).run()

@@ -107,6 +107,9 @@ def _dataset_picker() -> None:
         st.session_state[keys.SOURCE] = "synthetic"
     st.selectbox("Dataset", list(labels), key=keys.SOURCE, format_func=labels.get, on_change=_on_source,
                  help="Picking a dataset sets the input shape and number of classes of the network.")
+    if st.session_state[keys.SOURCE] == "synthetic":
+        st.number_input("Synthetic training images (a quarter as many test images)", 20, 200_000, step=500,
+                        key=keys.SYNTHETIC_SIZE, help="Fewer images: quicker runs to try things out.")
     if st.session_state[keys.SOURCE] == keys.FOLDER_CHOICE:
         st.text_input("Folder with train/<class>/ (and test/<class>/) images", key=keys.FOLDER,
                       on_change=_on_source, placeholder="/path/to/images")

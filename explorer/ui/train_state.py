@@ -19,6 +19,8 @@ BASE = "train.base"
 SOURCE = "train.source"
 FOLDER = "train.folder_path"
 FOLDER_CHOICE = "folder:…"
+SYNTHETIC_SIZE = "train.synthetic_size"
+SYNTHETIC_DEFAULT = 2000  # explorer.data's default synthetic training set
 NAME = "train.name"
 TIME_BUDGET = "train.time_budget_min"
 # TrainConfig fields that have a widget; the widget key is "train.<field>".
@@ -68,6 +70,7 @@ def init_state(state: MutableMapping[str, Any]) -> None:
         load_recipe(state, DEFAULT_RECIPE)
     defaults = train_to_values(RECIPES[DEFAULT_RECIPE]) | {
         BASE: RECIPES[DEFAULT_RECIPE].to_dict(), SOURCE: "synthetic", FOLDER: "", NAME: "", TIME_BUDGET: 5.0,
+        SYNTHETIC_SIZE: SYNTHETIC_DEFAULT,
     }
     for k, value in defaults.items():
         if k not in state:
@@ -79,9 +82,11 @@ def mark_custom(state: MutableMapping[str, Any]) -> None:
 
 
 def source_from_values(values: Mapping[str, Any]) -> str:
-    """The data source string: a picked name, or 'folder:PATH' from the path box."""
+    """The data source string: a picked name, 'synthetic:N' for a resized synthetic set, or 'folder:PATH'."""
     if values[SOURCE] == FOLDER_CHOICE:
         return f"folder:{str(values[FOLDER]).strip()}"
+    if values[SOURCE] == "synthetic" and int(values[SYNTHETIC_SIZE]) != SYNTHETIC_DEFAULT:
+        return f"synthetic:{int(values[SYNTHETIC_SIZE])}"
     return values[SOURCE]
 
 
