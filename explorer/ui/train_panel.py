@@ -16,10 +16,12 @@ from typing import Any
 import streamlit as st
 
 from explorer import charts, runs
-from explorer.config import AUGMENTATIONS, DEVICES, LOSSES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES
+from explorer.config import AUGMENTATIONS, DEVICES, LOSSES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
 from explorer.cost import model_cost
-from explorer.data import available_sources, load_dataset
+from explorer.data import Dataset, available_sources, load_dataset
 from explorer.errors import ConfigError, ExplorerError
+from explorer.jobs import JobManager
+from explorer.train import estimate_epoch_seconds
 from explorer.ui import state as arch_keys
 from explorer.ui import train_state as keys
 from explorer.ui.format import duration
@@ -48,19 +50,17 @@ STATUS_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/auto
 
 
 @st.cache_resource(show_spinner=False)
-def job_manager(runs_dir: str) -> Any:
+def job_manager(runs_dir: str) -> JobManager:
     """One JobManager per runs directory, shared by every session of this server (it locks itself)."""
-    from explorer.jobs import JobManager
-
     return JobManager(runs_dir)
 
 
-def current_manager() -> Any:
+def current_manager() -> JobManager:
     return job_manager(str(runs.default_runs_dir()))
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
-def cached_dataset(source: str) -> Any:
+def cached_dataset(source: str) -> Dataset:
     return load_dataset(source, DATA_DIR)
 
 
@@ -176,9 +176,7 @@ def _estimate_key(selection: Selection, train_json: str, source: str) -> str:
     return f"{selection.cfg.to_json()}|{train_json}|{source}"
 
 
-def _run_estimate(selection: Selection, train_cfg: Any, source: str) -> None:
-    from explorer.train import estimate_epoch_seconds
-
+def _run_estimate(selection: Selection, train_cfg: TrainConfig, source: str) -> None:
     try:
         dataset = cached_dataset(source)
         with st.spinner("Timing a few training batches…"):
@@ -191,7 +189,7 @@ def _run_estimate(selection: Selection, train_cfg: Any, source: str) -> None:
     st.session_state[ESTIMATE] = {"key": key, "seconds": float(seconds)}
 
 
-def json_of(train_cfg: Any) -> str:
+def json_of(train_cfg: TrainConfig) -> str:
     return json.dumps(train_cfg.to_dict(), sort_keys=True)
 
 
@@ -205,7 +203,7 @@ def time_budget_message(seconds_per_epoch: float, epochs: int, budget_minutes: f
     return text, total > budget_s
 
 
-def _estimate_section(selection: Selection, train_cfg: Any, source: str) -> None:
+def _estimate_section(selection: Selection, train_cfg: TrainConfig | None, source: str) -> None:
     left, right = st.columns([1, 3])
     left.number_input("Time budget (minutes)", 0.1, 10_000.0, step=1.0, format="%g", key=keys.TIME_BUDGET)
     with right:
@@ -247,7 +245,7 @@ def _detach() -> None:
         del st.query_params["run"]
 
 
-def start_run(selection: Selection, train_cfg: Any, source: str) -> str:
+def start_run(selection: Selection, train_cfg: TrainConfig, source: str) -> str:
     """Hand the run to the JobManager and watch it; ExplorerError when it cannot start."""
     state = st.session_state
     recipe = state[keys.RECIPE] if state[keys.RECIPE] != keys.CUSTOM else None
@@ -257,7 +255,7 @@ def start_run(selection: Selection, train_cfg: Any, source: str) -> str:
     return run_id
 
 
-def _on_start(selection: Selection, train_cfg: Any, source: str) -> None:
+def _on_start(selection: Selection, train_cfg: TrainConfig, source: str) -> None:
     # A callback runs before the script, so the very run it triggers already draws the new run, polling.
     try:
         start_run(selection, train_cfg, source)
@@ -292,7 +290,8 @@ def run_status(run_id: str) -> str:
             return "unknown"
 
 
-def _buttons(selection: Selection, train_cfg: Any, source: str, run_id: str | None, active: bool) -> None:
+def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, run_id: str | None,
+             active: bool) -> None:
     start_col, stop_col, info_col = st.columns([1, 1, 4])
     ready = selection.cfg is not None and train_cfg is not None and source != "folder:"
     label = "Start another run" if active else "Start training"
@@ -314,7 +313,7 @@ def _buttons(selection: Selection, train_cfg: Any, source: str, run_id: str | No
 # --- the live view (a plain function; the fragment wraps it) -------------------------------------------------
 
 
-def read_history(manager: Any, run_id: str, cache: dict | None) -> tuple[charts.TrainingHistory, dict]:
+def read_history(manager: JobManager, run_id: str, cache: dict | None) -> tuple[charts.TrainingHistory, dict]:
     """Fold the run's new events into its history; `cache` is what the previous call returned."""
     if not cache or cache.get("run_id") != run_id:
         cache = {"run_id": run_id, "seen": 0, "history": charts.TrainingHistory()}
@@ -346,7 +345,7 @@ def _headline(history: charts.TrainingHistory, run_id: str, now: float) -> None:
     st.progress(done, text=f"step {history.step:,} of {history.total_steps:,} ({done:.0%}){eta_text}")
 
 
-def live_view(manager: Any, run_id: str, now: float | None = None) -> charts.TrainingHistory:
+def live_view(manager: JobManager, run_id: str, now: float | None = None) -> charts.TrainingHistory:
     """Progress, status and the four live charts of `run_id`; returns the run's history."""
     history, cache = read_history(manager, run_id, st.session_state.get(HISTORY))
     st.session_state[HISTORY] = cache
@@ -387,11 +386,6 @@ def _other_active_runs(run_id: str | None) -> None:
 def render(selection: Selection) -> None:
     state = st.session_state
     keys.init_state(state)
-    try:
-        current_manager()
-    except ImportError:
-        st.info("The training engine (explorer/jobs.py) is not installed yet.")
-        return
     _settings()
     source = keys.source_from_values(state)
     try:
