@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import streamlit as st
@@ -245,20 +246,22 @@ def _detach() -> None:
         del st.query_params["run"]
 
 
-def start_run(selection: Selection, train_cfg: TrainConfig, source: str) -> str:
-    """Hand the run to the JobManager and watch it; ExplorerError when it cannot start."""
-    state = st.session_state
+def start_run(state: MutableMapping[str, Any]) -> str:
+    """Start the run the widgets describe (read from session state at click time, so an edit committed in
+    the same rerun as the click is not missed); ExplorerError when it cannot start."""
+    arch = arch_keys.arch_from_values(state)
+    preset = state[arch_keys.PRESET] if state[arch_keys.PRESET] != arch_keys.CUSTOM else None
     recipe = state[keys.RECIPE] if state[keys.RECIPE] != keys.CUSTOM else None
-    run_id = current_manager().start(selection.cfg, train_cfg, source, name=state[keys.NAME].strip() or None,
-                                     preset=selection.preset, recipe=recipe)
+    run_id = current_manager().start(arch, keys.train_from_values(state), keys.source_from_values(state),
+                                     name=state[keys.NAME].strip() or None, preset=preset, recipe=recipe)
     _attach(run_id)
     return run_id
 
 
-def _on_start(selection: Selection, train_cfg: TrainConfig, source: str) -> None:
+def _on_start() -> None:
     # A callback runs before the script, so the very run it triggers already draws the new run, polling.
     try:
-        start_run(selection, train_cfg, source)
+        start_run(st.session_state)
         st.session_state.pop(START_ERROR, None)
     except ExplorerError as err:
         st.session_state[START_ERROR] = str(err)
@@ -296,7 +299,7 @@ def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, r
     ready = selection.cfg is not None and train_cfg is not None and source != "folder:"
     label = "Start another run" if active else "Start training"
     start_col.button(label, type="primary", key="train.start", disabled=not ready, width="stretch",
-                     on_click=_on_start, args=(selection, train_cfg, source))
+                     on_click=_on_start)
     stop_col.button("Stop", key="train.stop", disabled=not active, width="stretch", on_click=_on_stop,
                     args=(run_id,))
     if selection.cfg is not None:
