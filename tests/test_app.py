@@ -383,3 +383,16 @@ def test_a_stale_run_link_is_dropped_without_an_error(runs_dir):
     assert any("no-such-run is no longer" in i.value for i in at.info)
     assert RUN_ID not in at.session_state
     assert "run" not in at.query_params
+
+
+def test_a_failing_run_shows_why(app):
+    # A huge learning rate makes the loss blow up: the run fails and the tab says why, with no traceback.
+    app.number_input(key=train_keys.SYNTHETIC_SIZE).set_value(200)
+    app.number_input(key=train_keys.key("lr")).set_value(100.0)
+    app.number_input(key=train_keys.key("epochs")).set_value(3)
+    app.number_input(key=train_keys.key("batch_size")).set_value(16).run()
+    app.button(key="train.start").click().run()
+    assert wait_for_status(app, {"finished", "failed", "stopped"}) == "failed"
+    assert not app.exception
+    message = app.error[0].value
+    assert message.startswith("The run failed:") and "learning rate" in message
