@@ -160,6 +160,8 @@ class _Session:
         torch.manual_seed(cfg.seed)  # model init (and dropout) draw from the global generator
         self.model = build_model(arch, dataset.input_shape, dataset.num_classes).to(self.device)
         self.cuda = self.device.type == "cuda"
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
         # NHWC lets oneDNN (CPU) and cuDNN (GPU) skip layout reorders: 1.3-1.5x faster steps on this CPU.
         self.memory_format = torch.channels_last
         self.model.to(memory_format=self.memory_format)
