@@ -297,7 +297,9 @@ def _describe_non_checkpoint(data: bytes) -> str | None:
     if data.startswith(ZIP_MAGIC):
         return ("this is a torch.save/zip file, which holds a pickle; explorer checkpoints are .safetensors and "
                 "pickles are never loaded (they can run code). Re-save the weights with explorer.")
-    if data[:1] and data[0] == PICKLE_PROTOCOL_BYTE:
+    # A safetensors file starts with its header length (8 bytes, little-endian) then '{': a length whose low
+    # byte happens to be 0x80 must not be taken for a pickle's protocol marker.
+    if data[:1] and data[0] == PICKLE_PROTOCOL_BYTE and data[8:9] != b"{":
         return ("this is a Python pickle; explorer never unpickles files (they can run code). "
                 "Use a .safetensors checkpoint saved by explorer.")
     return None

@@ -135,6 +135,26 @@ def make_optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.opti
     return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **speed)
 
 
+# A cross-entropy this large means logits in the thousands: the run has diverged even if it is still finite
+# (in bf16 a diverging run often comes back to finite values instead of overflowing to inf).
+DIVERGED_LOSS = 1e4
+
+
+def diverged(loss: float) -> bool:
+    return not math.isfinite(loss) or loss > DIVERGED_LOSS
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The training step's autocast dtype, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # On the CPU bf16 only pays where the chip has bf16 instructions; elsewhere it is emulated and slower.
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.bfloat16 if precision == "bf16" or native else None
+
+
 def batch_count(n: int, batch_size: int) -> int:
     """Batches per epoch: a last batch of a single image is dropped (BatchNorm cannot train on one sample)."""
     full, rest = divmod(n, batch_size)
@@ -187,11 +207,10 @@ class _Session:
         self.steps_per_epoch = batch_count(len(self.train_y), cfg.batch_size)
 
     def _autocast(self):
-        self.autocast_dtype = None
-        if not self.cuda:
+        self.autocast_dtype = autocast_dtype(self.cfg.precision, self.device)
+        if self.autocast_dtype is None:
             return nullcontext
-        self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return lambda: torch.autocast("cuda", dtype=self.autocast_dtype)
+        return lambda: torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _resume(self, state: dict) -> None:
         try:
@@ -251,7 +270,8 @@ class _Session:
 
     def evaluate(self, model: nn.Module | None = None) -> dict:
         self.use_threads(self.eval_threads)
-        with self.autocast():
+        # CPU evaluation stays fp32, so re-evaluating a checkpoint later gives exactly the recorded numbers.
+        with self.autocast() if self.cuda else nullcontext():
             result = evaluate_model(model or self.eval_model(), self.test_x, self.test_y, self.mean, self.std,
                                     self.cfg.test_batch_size, self.device, self.cfg.tta_flip, self.dataset.classes)
         return {"test_loss": result["loss"], "test_accuracy": result["accuracy"], "per_class": result["per_class"]}
@@ -390,11 +410,11 @@ class _Loop:
             loss_sum += loss * len(idx)
             correct += right
             window_sum += loss
-            if check_each_batch and not math.isfinite(loss.item()):
+            if check_each_batch and diverged(loss.item()):
                 self._nan(epoch, b + 1, b + 1)
             if (b + 1) % cfg.log_every == 0 or b + 1 == s.steps_per_epoch:
                 mean_loss = float(window_sum) / (b + 1 - window_start)
-                if not math.isfinite(mean_loss):
+                if diverged(mean_loss):
                     self._nan(epoch, window_start + 1, b + 1)
                 self.emit("batch", epoch=epoch, batch=b + 1, step=self.step, loss=mean_loss, lr=lr)
                 window_sum.zero_()
@@ -414,7 +434,8 @@ class _Loop:
 
     def _nan(self, epoch: int, first_batch: int, last_batch: int) -> None:
         where = f"batch {first_batch}" if first_batch == last_batch else f"batches {first_batch}-{last_batch}"
-        raise TrainingError(f"the training loss became NaN or infinite in epoch {epoch}, {where}; training stopped. "
+        raise TrainingError(f"the training loss became NaN, infinite or exploded (> {DIVERGED_LOSS:g}) "
+                            f"in epoch {epoch}, {where}; training stopped. "
                             f"Lower the learning rate (now {self.cfg.lr:g}, try {self.cfg.lr / 10:g}), add warm-up "
                             f"or BatchNorm.")
 

@@ -333,3 +333,15 @@ def test_optimizer_reference_cannot_point_outside_the_checkpoint_folder(saved, t
         rewrite_meta(path, optimizer={"file": reference, "sha256": digest})
         loaded = load_checkpoint(path)
         assert loaded.optimizer_state is None and "missing" in loaded.warnings[0]
+
+
+def test_header_length_with_a_pickle_like_first_byte_still_loads(tmp_path: Path) -> None:
+    # The header length's low byte is the file's first byte; 0x80 is also a pickle's protocol marker.
+    model, _ = trained_model()
+    for pad in range(256):
+        path = save_checkpoint(tmp_path / "run", model, META | {"note": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length ending in 0x80")
+    assert load_checkpoint(path).meta["note"] == "x" * pad

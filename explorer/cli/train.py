@@ -16,7 +16,16 @@ import sys
 from pathlib import Path
 
 from explorer.cli.common import add_arch_arguments, arch_from_args, print_json
-from explorer.config import AUGMENTATIONS, DEVICES, LOSSES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
+from explorer.config import (
+    AUGMENTATIONS,
+    DEVICES,
+    LOSSES,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+)
 from explorer.errors import TrainingError
 from explorer.presets import DEFAULT_RECIPE, RECIPES
 
@@ -50,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--precision", choices=PRECISIONS, help="autocast of the training step (auto: bf16 where native)")
     p.add_argument("--log-every", type=int)
     p.add_argument("--name", help="a name for the run record")
     p.add_argument("--resume", metavar="RUN_ID", help="continue this run's weights and optimizer state")
@@ -80,7 +90,8 @@ def train_config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str |
              "weight_decay": args.weight_decay, "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
              "loss": args.loss, "label_smoothing": args.label_smoothing, "augment": args.augment,
              "crop_padding": args.crop_padding, "normalization": args.normalization, "ema": args.ema,
-             "tta_flip": args.tta, "seed": args.seed, "device": args.device, "log_every": args.log_every}
+             "tta_flip": args.tta, "seed": args.seed, "device": args.device, "log_every": args.log_every,
+             "precision": args.precision}
     return TrainConfig.from_dict(base.to_dict() | {k: v for k, v in flags.items() if v is not None}), recipe
 
 

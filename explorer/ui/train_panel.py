@@ -17,7 +17,16 @@ from typing import Any
 import streamlit as st
 
 from explorer import charts, runs
-from explorer.config import AUGMENTATIONS, DEVICES, LOSSES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
+from explorer.config import (
+    AUGMENTATIONS,
+    DEVICES,
+    LOSSES,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+)
 from explorer.cost import model_cost
 from explorer.data import Dataset, available_sources, load_dataset
 from explorer.errors import ConfigError, ExplorerError
@@ -153,7 +162,11 @@ def _regularization_widgets() -> None:
     c.segmented_control("Device", DEVICES, key=k("device"), required=True, on_change=_on_edit,
                         help="auto picks CUDA when there is a GPU, else the CPU.")
     d.number_input("Log loss every N batches", 1, 100000, step=10, key=k("log_every"), on_change=_on_edit)
-    st.checkbox("Flip test-time augmentation (average the prediction of the image and its mirror)",
+    a, b = st.columns([1, 3])
+    a.segmented_control("Precision", PRECISIONS, key=k("precision"), required=True, on_change=_on_edit,
+                        help="Autocast of the training step. auto: bf16 where the chip has bf16 instructions "
+                             "(CUDA, recent CPUs: 1.5-1.9x faster), else fp32. Evaluation on the CPU is fp32.")
+    b.checkbox("Flip test-time augmentation (average the prediction of the image and its mirror)",
                 key=k("tta_flip"), on_change=_on_edit)
 
 

@@ -25,7 +25,8 @@ NAME = "train.name"
 TIME_BUDGET = "train.time_budget_min"
 # TrainConfig fields that have a widget; the widget key is "train.<field>".
 FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
-          "loss", "label_smoothing", "augment", "normalization", "ema", "tta_flip", "seed", "device", "log_every")
+          "loss", "label_smoothing", "augment", "normalization", "ema", "tta_flip", "seed", "device", "precision",
+          "log_every")
 FLOAT_FIELDS = {"lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "ema"}
 
 
