@@ -6,96 +6,30 @@ to $EXPLORER_ARTIFACTS_DIR, else artifacts/ at the repository root (git-ignored)
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from browser_helpers import BROWSER_MARKS, IDLE, artifacts_path, opened_page, running_app
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-IDLE = "[data-test-script-state='notRunning']"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
-def artifacts_dir() -> Path:
-    path = Path(os.environ.get("EXPLORER_ARTIFACTS_DIR") or ROOT / "artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def artifacts_dir():
+    return artifacts_path()
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory) -> Iterator[str]:
-    """A headless `streamlit run streamlit_app.py` with its own runs directory, stopped afterwards."""
-    port = _free_port()
-    runs_dir = tmp_path_factory.mktemp("runs")
-    env = dict(os.environ, EXPLORER_RUNS_DIR=str(runs_dir), OMP_NUM_THREADS="1")
-    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
-               "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
-               "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"]
-    proc = subprocess.Popen(command, cwd=tmp_path_factory.mktemp("cwd"), env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with running_app(tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("cwd")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture
 def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        page.set_default_timeout(60_000)
-        page.goto(app_url)
-        page.wait_for_selector("[data-testid='stMetricValue']")
-        page.wait_for_selector(IDLE)
+    with opened_page(app_url, height=1300) as page:
         yield page
-        browser.close()
 
 
 def metric_value(page, label: str) -> str:
