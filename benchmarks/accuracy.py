@@ -43,8 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def fitted_epochs(arch, cfg, dataset, time_limit: float) -> int:
-    """How many epochs of this recipe fit the time limit (at least 1), from a measured estimate."""
-    seconds = estimate_epoch_seconds(arch, cfg, dataset, batches=8)
+    """How many epochs of this recipe fit the time limit (at least 1), from a measured estimate.
+
+    The limit counts training time only (evaluation excluded), so the estimate does too."""
+    seconds = estimate_epoch_seconds(arch, cfg, dataset, batches=8, include_eval=False)
     return max(1, math.floor(time_limit / seconds))
 
 

