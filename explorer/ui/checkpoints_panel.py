@@ -146,11 +146,11 @@ def _pct(value: float | None) -> str:
 # ----------------------------------------------------------------------------------------------- evaluating
 
 
-def data_options(trained_on: str | None, data_dir: str = DATA_DIR) -> list[str]:
+def data_options(trained_on: str | None) -> list[str]:
     """Sources to offer: the one the checkpoint was trained on first, then what is on this machine."""
-    from explorer.data import available_sources
+    from explorer.ui.train_panel import cached_sources  # the Train tab's scan, refreshed every 30 s
 
-    names = [s["name"] for s in available_sources(data_dir) if s["available"]]
+    names = [s["name"] for s in cached_sources() if s["available"]]
     if trained_on:
         names = [trained_on] + [n for n in names if n != trained_on]
     return names + [OTHER_SOURCE]
@@ -270,14 +270,9 @@ def _start_resume(loaded: LoadedCheckpoint, run_id: str, epochs: int) -> str:
         new_id = train_panel.current_manager().start(loaded.arch, train, loaded.meta.get("data") or "synthetic",
                                                      name=f"{_run_name(loaded, run_id)} +{epochs}",
                                                      resume_from=run_id)
-    except ImportError:
-        return "Cannot resume: the training engine (explorer/jobs.py) is not installed."
     except ExplorerError as err:
         return f"Cannot resume: {err}"
-    # Watch it in the Train tab, as if it had been started there.
-    st.session_state[train_panel.RUN_ID] = new_id
-    st.session_state.pop(train_panel.HISTORY, None)
-    st.query_params["run"] = new_id
+    train_panel.attach(new_id)  # watch it in the Train tab, as if it had been started there
     return f"Started run {new_id}: follow it in the Train tab; in Runs its curves continue those of {run_id}."
 
 

@@ -246,7 +246,8 @@ def attached_run() -> str | None:
     return st.session_state.get(RUN_ID)
 
 
-def _attach(run_id: str) -> None:
+def attach(run_id: str) -> None:
+    """Watch `run_id` in the Train tab (also after a reload: the id goes into the URL)."""
     st.session_state[RUN_ID] = run_id
     st.session_state.pop(HISTORY, None)
     st.query_params["run"] = run_id
@@ -267,7 +268,7 @@ def start_run(state: MutableMapping[str, Any]) -> str:
     recipe = state[keys.RECIPE] if state[keys.RECIPE] != keys.CUSTOM else None
     run_id = current_manager().start(arch, keys.train_from_values(state), keys.source_from_values(state),
                                      name=state[keys.NAME].strip() or None, preset=preset, recipe=recipe)
-    _attach(run_id)
+    attach(run_id)
     return run_id
 
 
@@ -287,7 +288,7 @@ def _on_stop(run_id: str) -> None:
 def _on_watch() -> None:
     choice = st.session_state["train.watch"]
     if choice != "—":
-        _attach(choice)
+        attach(choice)
     st.session_state["train.watch"] = "—"
 
 
