@@ -20,6 +20,7 @@ browser:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test: $(STAMP) browser lint
 	$(VENV)/bin/pytest -q

@@ -19,11 +19,11 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+from explorer.arch.cost import model_cost  # noqa: E402
+from explorer.arch.presets import RECIPES  # noqa: E402
 from explorer.cli.common import add_arch_arguments, arch_from_args  # noqa: E402
-from explorer.cost import model_cost  # noqa: E402
-from explorer.data import load_dataset  # noqa: E402
-from explorer.presets import RECIPES  # noqa: E402
-from explorer.train import estimate_epoch_seconds, train  # noqa: E402
+from explorer.engine.data import load_dataset  # noqa: E402
+from explorer.engine.train import estimate_epoch_seconds, train  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -78,7 +78,8 @@ def write_finished_run(runs_dir: Path, epochs: int = 20, batches: int = 200) -> 
               "error": None, "summary": {"final_test_accuracy": 0.55, "best_test_accuracy": 0.55,
                                          "epochs_done": epochs, "wall_seconds": 40.0, "images_per_second": 25_000.0},
               "checkpoint": None, "resumed_from": None}
-    from explorer.presets import PRESETS, RECIPES
+    from explorer.arch.presets import PRESETS
+    from explorer.engine.recipes import RECIPES
 
     record["arch"], record["train"] = PRESETS["study-bn"].to_dict(), RECIPES["fast"].to_dict()
     (folder / "run.json").write_text(json.dumps(record))

@@ -7,10 +7,10 @@ momentum 0.9, cross-entropy, no augmentation, 0.5/0.5 normalization) by both pip
 - study: torchvision ImageFolder on the JPEG folder (or, without it, a CIFAR10-like dataset that builds a PIL
   image per sample as torchvision's CIFAR10 does) + ToTensor/Normalize, DataLoader(num_workers=2, shuffle=True),
   loss.item() every batch, timed over `--seconds` after a few warm-up batches (worker start-up excluded);
-- ours: explorer.train.train() on preloaded uint8 tensors (the decoded cache), the second of two epochs over
+- ours: explorer.engine.train.train() on preloaded uint8 tensors (the decoded cache), the second of two epochs over
   a fixed number of batches (its "images_per_second": training time only).
 Effective GFLOP/s = images/s x 3 x FLOPs per image (forward + backward ~ 3x forward, FLOPs = 2 x MACs from
-explorer.cost), against the matmul ceiling measured in the same run in the precision our loop trains in
+explorer.arch.cost), against the matmul ceiling measured in the same run in the precision our loop trains in
 (bf16 autocast on CPUs with native bf16, as precision "auto" picks; float32 elsewhere; both are reported).
 Rounds alternate the two
 pipelines and keep each one's best, which damps the noise of a shared machine (the load average is reported).
@@ -31,11 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.cost import model_cost  # noqa: E402
-from explorer.data import Dataset, load_dataset, synthetic_images  # noqa: E402
-from explorer.model import build_model  # noqa: E402
-from explorer.presets import PRESETS, RECIPES  # noqa: E402
-from explorer.train import autocast_dtype, train  # noqa: E402
+from explorer.arch.cost import model_cost  # noqa: E402
+from explorer.arch.model import build_model  # noqa: E402
+from explorer.arch.presets import PRESETS, RECIPES  # noqa: E402
+from explorer.engine.data import load_dataset
+from explorer.engine.dataset import Dataset
+from explorer.engine.synthetic import synthetic_images  # noqa: E402
+from explorer.engine.train import autocast_dtype, train  # noqa: E402
 
 NET = "study-bn"
 TARGETS = {"speedup_batch_8": 10.0, "speedup_batch_128": 4.0, "ceiling_fraction": 0.5}
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 def _synthetic_cifar() -> Dataset:
     # Without the JPEG folder: CIFAR-10-sized synthetic images (50,000 + 10,000, 32x32 RGB).
     x, y = synthetic_images(60_000)
-    from explorer.data import _finish
+    from explorer.engine.dataset import _finish
 
     return _finish("synthetic-cifar-size", x[:50_000], y[:50_000], x[50_000:], y[50_000:],
                    [str(i) for i in range(10)])

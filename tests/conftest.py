@@ -27,7 +27,7 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset():
     """600 train / 150 test synthetic 32x32 RGB images, 10 classes (memoized by the loader)."""
-    from explorer.data import load_dataset
+    from explorer.engine.data import load_dataset
 
     return load_dataset("synthetic:600")
 

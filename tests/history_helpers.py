@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
-from explorer.checkpoint import save_checkpoint
-from explorer.config import ArchConfig, ConvBlock, TrainConfig
-from explorer.cost import model_cost
-from explorer.data import load_dataset
-from explorer.evaluate import evaluate_model
-from explorer.model import build_model
+from explorer.arch.config import ArchConfig, ConvBlock
+from explorer.arch.cost import model_cost
+from explorer.arch.model import build_model
+from explorer.engine.config import TrainConfig
+from explorer.engine.data import load_dataset
+from explorer.engine.evaluate import evaluate_model
+from explorer.store.checkpoint import save_checkpoint
 
 SYNTHETIC_CLASSES = ["disk", "square", "ring", "cross", "triangle", "h-stripes", "v-stripes", "diamond", "x-mark",
                      "checker"]

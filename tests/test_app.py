@@ -237,7 +237,7 @@ def test_time_budget_message_warns_when_the_epochs_do_not_fit():
 
 @pytest.mark.parametrize("name", ["study", "fast", "best"])
 def test_recipe_values_round_trip(name):
-    from explorer.presets import RECIPES
+    from explorer.engine.recipes import RECIPES
     from explorer.ui import train_state
 
     state: dict = {}

@@ -16,9 +16,9 @@ import pytest
 from browser_helpers import BROWSER_MARKS, IDLE, artifacts_path, opened_page, running_app
 from history_helpers import LARGE, SMALL, make_run
 
-from explorer.checkpoint import load_checkpoint
-from explorer.data import load_dataset
-from explorer.evaluate import evaluate_checkpoint
+from explorer.engine.data import load_dataset
+from explorer.engine.evaluate import evaluate_checkpoint
+from explorer.store.checkpoint import load_checkpoint
 
 DATA = "synthetic:200"
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from explorer import PRESETS, model_cost
-from explorer.charts import (
+from explorer.ui.charts import (
     MAX_POINTS,
     OK_COLOR,
     OVER_COLOR,

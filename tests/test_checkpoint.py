@@ -18,8 +18,12 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from explorer import checkpoint as ckpt
-from explorer.checkpoint import (
+from explorer.arch.config import ArchConfig, ConvBlock
+from explorer.arch.model import build_model
+from explorer.engine.config import TrainConfig
+from explorer.errors import CheckpointError
+from explorer.store import checkpoint as ckpt
+from explorer.store.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
     optimizer_path,
@@ -27,9 +31,6 @@ from explorer.checkpoint import (
     save_checkpoint,
     weights_path,
 )
-from explorer.config import ArchConfig, ConvBlock, TrainConfig
-from explorer.errors import CheckpointError
-from explorer.model import build_model
 
 torch.set_num_threads(1)
 CLASSES = ["cat", "dog", "frog"]
@@ -174,9 +175,9 @@ def test_process_killed_mid_save_leaves_the_previous_checkpoint_intact(saved) ->
     # A child process starts saving different weights and dies (no cleanup, no finally) half-way through.
     script = textwrap.dedent(f"""
         import os, torch
-        from explorer import checkpoint as ckpt
-        from explorer.config import ArchConfig
-        from explorer.model import build_model
+        from explorer.store import checkpoint as ckpt
+        from explorer.arch.config import ArchConfig
+        from explorer.arch.model import build_model
         def die(handle, data):
             handle.write(data[: len(data) // 2]); handle.flush(); os._exit(9)
         ckpt._write_file = die

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from explorer import PRESETS, ArchConfig, ConfigError, ConvBlock, TrainConfig, build_model
-from explorer.config import layer_shapes
+from explorer.arch.config import layer_shapes
 
 
 def test_json_round_trip_keeps_every_preset() -> None:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from explorer import PRESETS, ArchConfig, ConfigError, ConvBlock, build_model, fit_to_budget, model_cost
-from explorer.config import ACTIVATIONS, HEADS, KERNELS, PADDINGS, POOLS
+from explorer.arch.config import ACTIVATIONS, HEADS, KERNELS, PADDINGS, POOLS
 
 # (params, FlopCounterMode FLOPs) of the study's networks: DESIGN.md's test vectors and the study's summaries.
 STUDY_VECTORS = {

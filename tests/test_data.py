@@ -7,8 +7,11 @@ import urllib.error
 import pytest
 import torch
 
-from explorer import data
-from explorer.data import augment_batch, available_sources, channel_stats, load_dataset, synthetic_images
+from explorer.engine import data, folders, synthetic
+from explorer.engine.augment import augment_batch
+from explorer.engine.data import available_sources, load_dataset
+from explorer.engine.dataset import channel_stats
+from explorer.engine.synthetic import synthetic_images
 from explorer.errors import DataError
 
 
@@ -23,7 +26,7 @@ def test_synthetic_is_balanced_deterministic_and_sized():
     ds = load_dataset("synthetic:200")
     assert ds.train_x.shape == (200, 3, 32, 32) and ds.train_x.dtype == torch.uint8
     assert ds.test_x.shape == (50, 3, 32, 32)
-    assert ds.input_shape == (3, 32, 32) and ds.num_classes == 10 and ds.classes == data.SYNTHETIC_CLASSES
+    assert ds.input_shape == (3, 32, 32) and ds.num_classes == 10 and ds.classes == synthetic.SYNTHETIC_CLASSES
     assert torch.bincount(torch.cat([ds.train_y, ds.test_y]), minlength=10).tolist() == [25] * 10
     x1, y1 = synthetic_images(50, seed=3)
     x2, y2 = synthetic_images(50, seed=3)
@@ -142,7 +145,7 @@ def test_second_load_reads_the_cache_not_the_images(image_folder_factory, monkey
     first = load_dataset(f"folder:{root}")
     assert len(list(root.glob(".explorer-cache-*.pt"))) == 1
     data._MEMO.clear()
-    monkeypatch.setattr(data, "_decode_folder", lambda *a: pytest.fail("decoded again despite the cache"))
+    monkeypatch.setattr(folders, "_decode_folder", lambda *a: pytest.fail("decoded again despite the cache"))
     second = load_dataset(f"folder:{root}")
     assert torch.equal(second.train_x, first.train_x) and second.fingerprint == first.fingerprint
 
@@ -158,14 +161,14 @@ def test_changed_folder_invalidates_the_cache(image_folder_factory):
 
 def test_cache_falls_back_to_data_dir_when_folder_is_not_writable(image_folder_factory, tmp_path, monkeypatch):
     root = image_folder_factory(per_class=2)
-    real_candidates = data._cache_candidates
+    real_candidates = folders._cache_candidates
 
     def blocked(path, data_dir, key):
         beside, *rest = real_candidates(path, data_dir, key)
         beside.mkdir()  # a directory where the cache file would go: writing there fails like a read-only folder
         return [beside, *rest]
 
-    monkeypatch.setattr(data, "_cache_candidates", blocked)
+    monkeypatch.setattr(folders, "_cache_candidates", blocked)
     load_dataset(f"folder:{root}", data_dir=tmp_path / "data")
     assert len(list((tmp_path / "data" / "cache").glob("folder-*.pt"))) == 1
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from explorer.checkpoint import load_checkpoint, save_checkpoint
+from explorer.arch.config import ArchConfig, ConvBlock
+from explorer.arch.model import build_model
 from explorer.cli import main
-from explorer.config import ArchConfig, ConvBlock
+from explorer.engine.evaluate import evaluate_checkpoint, evaluate_model, most_confused_pairs, predict_logits
 from explorer.errors import DataError
-from explorer.evaluate import evaluate_checkpoint, evaluate_model, most_confused_pairs, predict_logits
-from explorer.model import build_model
+from explorer.store.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).parents[1]
 
@@ -177,7 +177,7 @@ def test_refuses_data_with_other_classes_or_shape(checkpoint: Path) -> None:
 
 
 def synthetic_checkpoint(tmp_path: Path) -> tuple[Path, object]:
-    from explorer.data import load_dataset
+    from explorer.engine.data import load_dataset
 
     data = load_dataset("synthetic:40")
     torch.manual_seed(0)
@@ -234,7 +234,7 @@ def test_evaluating_a_run_agrees_exactly_with_the_accuracy_it_recorded(runs_dir:
 
 
 def test_confusion_heatmap_and_per_class_bars() -> None:
-    from explorer.eval_charts import confusion_heatmap, per_class_accuracy_bars
+    from explorer.ui.eval_charts import confusion_heatmap, per_class_accuracy_bars
 
     fig = confusion_heatmap([[3, 1], [0, 4]], ["a", "b"])
     heat = fig.data[0]
@@ -251,10 +251,10 @@ def test_confusion_heatmap_and_per_class_bars() -> None:
 
 
 def test_a_run_trained_by_the_job_manager_evaluates_to_its_recorded_accuracy(runs_dir: Path, capsys) -> None:
-    from explorer.checkpoint import checkpoint_summary
-    from explorer.config import TrainConfig
-    from explorer.data import load_dataset
-    from explorer.jobs import JobManager
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.data import load_dataset
+    from explorer.store.checkpoint import checkpoint_summary
+    from explorer.store.jobs import JobManager
 
     arch = ArchConfig(conv=(ConvBlock(8, pool="max"), ConvBlock(16, pool="max")), batchnorm=True, head="maxpool")
     train = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=3e-3, device="cpu", log_every=5)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from explorer.checkpoint import load_checkpoint
-from explorer.config import ArchConfig, ConvBlock, TrainConfig
+from explorer.arch.config import ArchConfig, ConvBlock
+from explorer.arch.presets import PRESETS
+from explorer.engine.config import TrainConfig
 from explorer.errors import DataError, ExplorerError
-from explorer.jobs import JobManager, new_run_id
-from explorer.presets import PRESETS
+from explorer.store.checkpoint import load_checkpoint
+from explorer.store.jobs import JobManager, new_run_id
 
 TINY = ArchConfig(conv=(ConvBlock(16, pool="max"), ConvBlock(32, pool="max")), batchnorm=True, head="maxpool")
 QUICK = TrainConfig(epochs=2, batch_size=32, test_batch_size=200, optimizer="adam", lr=3e-3, log_every=2,

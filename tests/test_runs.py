@@ -11,7 +11,7 @@ import pytest
 from history_helpers import LARGE, SMALL, make_run
 
 from explorer.cli import main
-from explorer.runs import (
+from explorer.store.runs import (
     RunError,
     config_diff,
     curves_csv,
@@ -178,7 +178,7 @@ def test_cli_runs_empty(tmp_path: Path, capsys) -> None:
 
 
 def test_pareto_and_overlay_figures(history: Path) -> None:
-    from explorer.eval_charts import curves_overlay, figure_html, pareto_chart
+    from explorer.ui.eval_charts import curves_overlay, figure_html, pareto_chart
 
     table = runs_table(list_runs(history))
     table.loc[table["id"] == "r3-live", "best_test_accuracy"] = None  # a run without a result is not drawn

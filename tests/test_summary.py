@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from explorer import PRESETS, ArchConfig, ConvBlock, model_cost
+from explorer.arch.summary import COLUMNS, torchinfo_summary
 from explorer.errors import ConfigError
-from explorer.summary import COLUMNS, torchinfo_summary
 
 
 def test_tutorial_net_matches_the_test_vectors():

@@ -8,11 +8,11 @@ import threading
 import pytest
 import torch
 
-from explorer import train as train_module
-from explorer.config import ArchConfig, ConvBlock, TrainConfig
-from explorer.errors import ConfigError, TrainingError
-from explorer.presets import PRESETS
-from explorer.train import (
+from explorer.arch.config import ArchConfig, ConvBlock
+from explorer.arch.presets import PRESETS
+from explorer.engine import train as train_module
+from explorer.engine.config import TrainConfig
+from explorer.engine.train import (
     batch_count,
     estimate_epoch_seconds,
     evaluate_model,
@@ -21,6 +21,7 @@ from explorer.train import (
     resolve_device,
     train,
 )
+from explorer.errors import ConfigError, TrainingError
 
 TINY = ArchConfig(conv=(ConvBlock(16, pool="max"), ConvBlock(32, pool="max")), batchnorm=True, head="maxpool")
 FAST = TrainConfig(epochs=2, batch_size=32, test_batch_size=200, optimizer="adam", lr=3e-3, log_every=5,
@@ -222,7 +223,7 @@ def test_estimate_epoch_seconds(tiny_dataset):
 
 
 def test_other_input_shapes(image_folder_factory):
-    from explorer.data import load_dataset
+    from explorer.engine.data import load_dataset
 
     root = image_folder_factory(per_class=8, size=(28, 28), mode="L")
     result, events = run(FAST.replace(epochs=1, batch_size=8), load_dataset(f"folder:{root}"))

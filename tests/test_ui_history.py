@@ -10,9 +10,9 @@ import streamlit as st
 from history_helpers import LARGE, SMALL, make_run
 from streamlit.testing.v1 import AppTest
 
-from explorer.checkpoint import load_checkpoint
-from explorer.data import load_dataset
-from explorer.evaluate import evaluate_checkpoint
+from explorer.engine.data import load_dataset
+from explorer.engine.evaluate import evaluate_checkpoint
+from explorer.store.checkpoint import load_checkpoint
 
 
 def checkpoints_script() -> None:
@@ -202,7 +202,7 @@ def test_rename_and_delete_with_confirmation(history: Path) -> None:
 
 
 def test_architecture_line_reads_like_the_config() -> None:
-    from explorer.presets import PRESETS
+    from explorer.arch.presets import PRESETS
     from explorer.ui.checkpoints_panel import architecture_line
 
     assert architecture_line(PRESETS["study-bn"].to_dict()) == (
@@ -211,9 +211,9 @@ def test_architecture_line_reads_like_the_config() -> None:
 
 
 def test_resume_starts_a_run_whose_curves_continue(runs_dir: Path) -> None:
-    from explorer.config import TrainConfig
-    from explorer.jobs import JobManager
-    from explorer.runs import list_runs, run_curves
+    from explorer.engine.config import TrainConfig
+    from explorer.store.jobs import JobManager
+    from explorer.store.runs import list_runs, run_curves
 
     train = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=3e-3, device="cpu", log_every=5)
     first = JobManager(runs_dir).start(SMALL, train, "synthetic:200", name="first")

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from explorer.config import ArchConfig
+from explorer.arch.config import ArchConfig
+from explorer.arch.presets import PRESETS
 from explorer.errors import ConfigError
-from explorer.presets import PRESETS
 
 
 def add_arch_arguments(parser: argparse.ArgumentParser) -> None:

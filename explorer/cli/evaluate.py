@@ -24,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     # Imported here so `python -m explorer stats` does not pay for torch data loading.
-    from explorer.checkpoint import load_checkpoint
-    from explorer.data import load_dataset
+    from explorer.engine.data import load_dataset
+    from explorer.engine.evaluate import default_device, evaluate_checkpoint
     from explorer.errors import DataError
-    from explorer.evaluate import default_device, evaluate_checkpoint
+    from explorer.store.checkpoint import load_checkpoint
 
     device = default_device() if args.device == "auto" else args.device
     loaded = load_checkpoint(args.checkpoint, device="cpu", with_optimizer=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from explorer.arch.cost import DEFAULT_BUDGET, fit_to_budget, model_cost
+from explorer.arch.presets import PRESETS
 from explorer.cli.common import add_arch_arguments, arch_from_args, parse_shape, print_json
-from explorer.cost import DEFAULT_BUDGET, fit_to_budget, model_cost
-from explorer.presets import PRESETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

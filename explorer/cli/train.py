@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from explorer.cli.common import add_arch_arguments, arch_from_args, print_json
-from explorer.config import (
+from explorer.engine.config import (
     AUGMENTATIONS,
     DEVICES,
     LOSSES,
@@ -26,8 +26,8 @@ from explorer.config import (
     SCHEDULES,
     TrainConfig,
 )
+from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import TrainingError
-from explorer.presets import DEFAULT_RECIPE, RECIPES
 
 POLL_SECONDS = 0.1
 
@@ -106,7 +106,7 @@ def _train_from_record(path: Path) -> TrainConfig | None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from explorer.jobs import JobManager
+    from explorer.store.jobs import JobManager
 
     arch = arch_from_args(args)
     cfg, recipe = train_config_from_args(args)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from explorer import charts
-from explorer.config import ArchConfig
-from explorer.cost import ModelCost, model_cost
+from explorer.arch.config import ArchConfig
+from explorer.arch.cost import ModelCost, model_cost
+from explorer.arch.summary import SummaryTable, torchinfo_summary
 from explorer.errors import ConfigError
-from explorer.summary import SummaryTable, torchinfo_summary
+from explorer.ui import charts
 from explorer.ui.format import human, human_bytes
 from explorer.ui.state import Selection
 

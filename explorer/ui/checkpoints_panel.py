@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from explorer import eval_charts
-from explorer.checkpoint import LoadedCheckpoint, checkpoint_summary, find_checkpoints, load_checkpoint
 from explorer.errors import ExplorerError
-from explorer.runs import RECORD_NAME, default_runs_dir
+from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, find_checkpoints, load_checkpoint
+from explorer.store.runs import RECORD_NAME, default_runs_dir
+from explorer.ui import eval_charts
 from explorer.ui.format import human
 
 KIND = "ckpt.kind"
@@ -172,8 +172,8 @@ def _chosen_source(loaded: LoadedCheckpoint) -> str | None:
 
 
 def _run_evaluation(loaded: LoadedCheckpoint, source: str, tta: bool) -> dict:
-    from explorer.data import load_dataset
-    from explorer.evaluate import evaluate_checkpoint
+    from explorer.engine.data import load_dataset
+    from explorer.engine.evaluate import evaluate_checkpoint
 
     dataset = load_dataset(source, DATA_DIR)
     evaluation = evaluate_checkpoint(loaded, dataset, tta_flip=tta, misclassified_limit=GALLERY_SIZE)
@@ -262,7 +262,7 @@ def _resume_section(loaded: LoadedCheckpoint) -> None:
 
 def _start_resume(loaded: LoadedCheckpoint, run_id: str, epochs: int) -> str:
     """Start a new run that continues `run_id` (its weights and optimizer state) for `epochs` epochs."""
-    from explorer.config import TrainConfig
+    from explorer.engine.config import TrainConfig
     from explorer.ui import train_panel
 
     train = TrainConfig.from_dict(loaded.meta.get("train") or {}).replace(epochs=epochs)

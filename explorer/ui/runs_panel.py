@@ -9,10 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import eval_charts
-from explorer.cost import DEFAULT_BUDGET
+from explorer.arch.cost import DEFAULT_BUDGET
 from explorer.errors import ExplorerError
-from explorer.runs import (
+from explorer.store.runs import (
     ACTIVE_STATUSES,
     config_diff,
     curves_csv,
@@ -27,6 +26,7 @@ from explorer.runs import (
     run_curves,
     runs_table,
 )
+from explorer.ui import eval_charts
 from explorer.ui.state import BUDGET
 
 FILTER = "runs.filter"

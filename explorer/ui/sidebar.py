@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.config import (
+from explorer.arch.config import (
     ACTIVATIONS,
     HEADS,
     KERNELS,
@@ -16,7 +16,7 @@ from explorer.config import (
     POOLS,
     STRIDES,
 )
-from explorer.cost import fit_to_budget
+from explorer.arch.cost import fit_to_budget
 from explorer.errors import ConfigError
 from explorer.ui import state as keys
 from explorer.ui.state import Selection

@@ -11,9 +11,9 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.config import MAX_CONV_BLOCKS, MAX_FC_LAYERS, ArchConfig, ConvBlock
-from explorer.cost import DEFAULT_BUDGET
-from explorer.presets import DEFAULT_PRESET, PRESETS
+from explorer.arch.config import MAX_CONV_BLOCKS, MAX_FC_LAYERS, ArchConfig, ConvBlock
+from explorer.arch.cost import DEFAULT_BUDGET
+from explorer.arch.presets import DEFAULT_PRESET, PRESETS
 
 CUSTOM = "custom"
 PRESET = "arch.preset"

@@ -16,8 +16,8 @@ from typing import Any
 
 import streamlit as st
 
-from explorer import charts, runs
-from explorer.config import (
+from explorer.arch.cost import model_cost
+from explorer.engine.config import (
     AUGMENTATIONS,
     DEVICES,
     LOSSES,
@@ -27,11 +27,13 @@ from explorer.config import (
     SCHEDULES,
     TrainConfig,
 )
-from explorer.cost import model_cost
-from explorer.data import Dataset, available_sources, load_dataset
+from explorer.engine.data import available_sources, load_dataset
+from explorer.engine.dataset import Dataset
+from explorer.engine.train import estimate_epoch_seconds
 from explorer.errors import ConfigError, ExplorerError
-from explorer.jobs import JobManager
-from explorer.train import estimate_epoch_seconds
+from explorer.store import runs
+from explorer.store.jobs import JobManager
+from explorer.ui import charts
 from explorer.ui import state as arch_keys
 from explorer.ui import train_state as keys
 from explorer.ui.format import duration

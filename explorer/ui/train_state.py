@@ -10,8 +10,8 @@ import math
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from explorer.config import TrainConfig
-from explorer.presets import DEFAULT_RECIPE, RECIPES
+from explorer.engine.config import TrainConfig
+from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 
 CUSTOM = "custom"
 RECIPE = "train.recipe"
@@ -20,7 +20,7 @@ SOURCE = "train.source"
 FOLDER = "train.folder_path"
 FOLDER_CHOICE = "folder:…"
 SYNTHETIC_SIZE = "train.synthetic_size"
-SYNTHETIC_DEFAULT = 2000  # explorer.data's default synthetic training set
+SYNTHETIC_DEFAULT = 2000  # explorer.engine.data's default synthetic training set
 NAME = "train.name"
 TIME_BUDGET = "train.time_budget_min"
 # TrainConfig fields that have a widget; the widget key is "train.<field>".

@@ -12,7 +12,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from explorer.cost import ModelCost
+from explorer.arch.cost import ModelCost
 
 MAX_POINTS = 1500
 OK_COLOR = "#2e9f5b"

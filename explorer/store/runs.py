@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from explorer.checkpoint import atomic_write_bytes
 from explorer.errors import ExplorerError
+from explorer.store.checkpoint import atomic_write_bytes
 
 DEFAULT_RUNS_DIR = "checkpoints"
 RUNS_DIR_ENV = "EXPLORER_RUNS_DIR"

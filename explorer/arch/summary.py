@@ -14,8 +14,8 @@ import torch
 from torchinfo import summary
 from torchinfo.layer_info import LayerInfo
 
-from explorer.config import ArchConfig
-from explorer.model import build_model
+from explorer.arch.config import ArchConfig
+from explorer.arch.model import build_model
 
 COLUMNS = ["layer", "type", "output shape", "params", "mult-adds"]
 

@@ -1,7 +1,7 @@
 """Pure functions: evaluations and run histories -> Plotly figures. No Streamlit here.
 
 Accuracies arrive as fractions in [0, 1] and are drawn as percentages, like the training charts.
-Figures are built in one go from plain dicts (as in explorer.charts): plotly validates that far faster than
+Figures are built in one go from plain dicts (as in explorer.ui.charts): plotly validates that far faster than
 a chain of update_* calls, and the Runs tab redraws several figures per rerun.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from explorer.config import ArchConfig, ConvBlock, head_features, layer_shapes
+from explorer.arch.config import ArchConfig, ConvBlock, head_features, layer_shapes
 from explorer.errors import ConfigError
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from math import prod
 
-from explorer.config import ArchConfig, head_features, layer_shapes
+from explorer.arch.config import ArchConfig, head_features, layer_shapes
 from explorer.errors import ConfigError
 
 BYTES_PER_FLOAT = 4

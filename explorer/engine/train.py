@@ -1,7 +1,7 @@
 """The training loop: preloaded uint8 tensors, batched augmentation on the device, events through a callback.
 
 No DataLoader and no worker processes: each epoch slices the in-memory images with a seeded random permutation,
-augments the batch with tensor ops (explorer.data.augment_batch), normalizes it, and takes one optimizer step.
+augments the batch with tensor ops (explorer.engine.augment.augment_batch), normalizes it, and takes one optimizer step.
 The loop never imports streamlit; it reports through `on_event(dict)` (see the run-record contract):
 started -> baseline -> (batch every log_every batches)* -> epoch per epoch -> finished | stopped | failed.
 
@@ -31,12 +31,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from explorer.config import ArchConfig, TrainConfig
-from explorer.cost import model_cost
-from explorer.data import Dataset, augment_batch, normalization
+from explorer.arch.config import ArchConfig
+from explorer.arch.cost import model_cost
+from explorer.arch.model import Net, build_model
+from explorer.engine.augment import augment_batch, normalization
+from explorer.engine.config import TrainConfig
+from explorer.engine.dataset import Dataset
+from explorer.engine.evaluate import evaluate_model as _evaluate
 from explorer.errors import ConfigError, TrainingError
-from explorer.evaluate import evaluate_model as _evaluate
-from explorer.model import Net, build_model
 
 EventCallback = Callable[[dict], None]
 SMALL_STEP_FLOPS = 5e8  # forward FLOPs of one training batch below which one CPU thread is faster
@@ -92,7 +94,7 @@ def limit_cpu_threads() -> int:
 def evaluate_model(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, mean: list[float], std: list[float],
                    batch_size: int, device: torch.device | str | None = None, tta_flip: bool = False,
                    classes: list[str] | None = None) -> dict:
-    """Loss, accuracy and per-class accuracy (explorer.evaluate does the work; this keeps the contract's name)."""
+    """Loss, accuracy and per-class accuracy (explorer.engine.evaluate does the work)."""
     return _evaluate(model, x_uint8, y, mean, std, batch_size, device, tta_flip, classes)
 
 

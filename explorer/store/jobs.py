@@ -2,7 +2,7 @@
 
 `<runs_dir>/<run_id>/` holds `run.json` (the record, rewritten atomically on every status change and epoch),
 `events.jsonl` (every event the loop emits, one JSON object per line, appended and flushed as it happens)
-and, at the end, the checkpoint (`model.safetensors` via explorer.checkpoint.save_checkpoint).
+and, at the end, the checkpoint (`model.safetensors` via explorer.store.checkpoint.save_checkpoint).
 
 The manager is safe to share between Streamlit sessions (one lock guards its registry). Runs are threads
 (torch releases the GIL in its kernels); at most `max_parallel` train at once, the others wait with status
@@ -27,10 +27,11 @@ from typing import Any
 
 import torch
 
-from explorer.config import ArchConfig, TrainConfig
-from explorer.cost import model_cost
+from explorer.arch.config import ArchConfig
+from explorer.arch.cost import model_cost
+from explorer.engine.config import TrainConfig
 from explorer.errors import ExplorerError
-from explorer.runs import EVENTS_NAME, RECORD_NAME, RunError, default_runs_dir
+from explorer.store.runs import EVENTS_NAME, RECORD_NAME, RunError, default_runs_dir
 
 ACTIVE = ("queued", "running")
 DEFAULT_DATA_DIR = "data"
@@ -148,7 +149,7 @@ class JobManager:
     def start(self, arch: ArchConfig, train_cfg: TrainConfig, source: str, name: str | None = None,
               preset: str | None = None, recipe: str | None = None, resume_from: str | None = None) -> str:
         """Create the run folder and record, start the run's thread; returns the run id at once."""
-        from explorer.data import check_source
+        from explorer.engine.data import check_source
 
         check_source(source, self.data_dir)  # a bad source string fails here, not later in the thread
         init_state = self._resume_state(resume_from) if resume_from else None
@@ -213,7 +214,7 @@ class JobManager:
 
     def runs(self) -> list[dict]:
         """Every run record in the folder, newest first."""
-        from explorer.runs import list_runs
+        from explorer.store.runs import list_runs
 
         return list_runs(self.runs_dir)
 
@@ -251,8 +252,8 @@ class JobManager:
         return True
 
     def _train(self, job: _Job, arch: ArchConfig, cfg: TrainConfig, source: str, init_state: dict | None) -> None:
-        from explorer.data import load_dataset
-        from explorer.train import train
+        from explorer.engine.data import load_dataset
+        from explorer.engine.train import train
 
         job.emit({"type": "loading", "time": time.time(), "data": source})
         dataset = load_dataset(source, self.data_dir)
@@ -285,7 +286,7 @@ class JobManager:
                 "images_per_second": epoch["images_per_second"]}
 
     def _save_checkpoint(self, job: _Job, result, dataset, cfg: TrainConfig) -> Path:
-        from explorer.checkpoint import save_checkpoint
+        from explorer.store.checkpoint import save_checkpoint
 
         meta = {"classes": list(dataset.classes), "normalization": result.normalization, "train": cfg.to_dict(),
                 "metrics": json_safe(result.metrics | {"summary": result.summary}), "data": dataset.name,
@@ -328,20 +329,20 @@ class JobManager:
             return self._jobs.get(run_id)
 
     def _read_record(self, run_id: str) -> dict:
-        from explorer.runs import read_run
+        from explorer.store.runs import read_run
 
         record = read_run(run_id, self.runs_dir)
         record.pop("dir", None)
         return record
 
     def _read_events(self, run_id: str) -> list[dict]:
-        from explorer.runs import read_events
+        from explorer.store.runs import read_events
 
         return read_events(run_id, self.runs_dir)
 
     def _resume_state(self, run_id: str) -> dict:
         """Weights (raw, not averaged, when the run kept them), optimizer state and epochs done of `run_id`."""
-        from explorer.checkpoint import load_checkpoint
+        from explorer.store.checkpoint import load_checkpoint
 
         record = self._read_record(run_id)
         if not record.get("checkpoint"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explorer.config import ArchConfig, ConvBlock, TrainConfig
+from explorer.arch.config import ArchConfig, ConvBlock
 
 
 def _study_net(c1: int, c2: int, f1: int, f2: int, **toggles) -> ArchConfig:
@@ -44,20 +44,4 @@ PRESETS: dict[str, ArchConfig] = {
         batchnorm=True, activation="gelu", head="maxpool"),
 }
 
-RECIPES: dict[str, TrainConfig] = {
-    # The study's way: SGD lr 0.001, momentum 0.9, batch 8, normalization 0.5/0.5, no augmentation.
-    "study": TrainConfig(epochs=2, batch_size=8, test_batch_size=120, optimizer="sgd", lr=0.001, momentum=0.9,
-                         normalization="half"),
-    # Short one-cycle Nesterov SGD (warm-up over the first quarter, then linear decay to 0), label smoothing,
-    # flip + crop done per sample on the device, flip test-time augmentation. 4 epochs: ~1.5 min on a 2-core
-    # CPU with the "fast" preset, 78-80 % on the JPEG CIFAR-10.
-    "fast": TrainConfig(epochs=4, batch_size=256, optimizer="nesterov", lr=0.2, momentum=0.9, weight_decay=5e-4,
-                        schedule="onecycle", label_smoothing=0.2, augment=("flip", "crop"), tta_flip=True),
-    # The same, longer, with weight averaging (EMA): 28 epochs gave 86.5 % in 15 min with the "best" preset.
-    "best": TrainConfig(epochs=40, batch_size=256, optimizer="nesterov", lr=0.2, momentum=0.9, weight_decay=5e-4,
-                        schedule="onecycle", label_smoothing=0.2, augment=("flip", "crop"), ema=0.999,
-                        tta_flip=True),
-}
-
 DEFAULT_PRESET = "study-bn"
-DEFAULT_RECIPE = "fast"

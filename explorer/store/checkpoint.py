@@ -9,7 +9,7 @@ Layout of one checkpoint (e.g. `checkpoints/<run_id>/`):
 Loading never executes code from the file: safetensors is a JSON header plus raw bytes, pickles are
 recognised by their first bytes and refused, and the optimizer file goes through PyTorch's weights-only
 unpickler (which refuses any object that is not a tensor or a plain container). The model is rebuilt
-from the metadata alone (explorer.model.build_model) and loaded strictly.
+from the metadata alone (explorer.arch.model.build_model) and loaded strictly.
 
 Writes are atomic: each file is written to a temporary file in the same folder, flushed to disk, then
 moved over the old one with os.replace. The weights file names the optimizer file's SHA-256, so a crash
@@ -32,9 +32,10 @@ from typing import Any
 
 import torch
 
-from explorer.config import ArchConfig, TrainConfig, layer_shapes
+from explorer.arch.config import ArchConfig, layer_shapes
+from explorer.arch.model import Net, build_model
+from explorer.engine.config import TrainConfig
 from explorer.errors import CheckpointError, ConfigError
-from explorer.model import Net, build_model
 
 FORMAT_VERSION = 1
 META_KEY = "explorer"
@@ -455,7 +456,7 @@ def load_checkpoint(source: str | os.PathLike | bytes, device: str | torch.devic
 
 def checkpoint_summary(meta: dict) -> dict:
     """Headline facts for lists and tables: architecture size, data, metrics."""
-    from explorer.cost import model_cost
+    from explorer.arch.cost import model_cost
 
     cost = model_cost(ArchConfig.from_dict(meta["arch"]), tuple(meta["input_shape"]), meta["num_classes"])
     metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}

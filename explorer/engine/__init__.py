@@ -1,0 +1,1 @@
+"""Tensors in, events out: data sources, augmentation, the training loop, evaluation."""

@@ -1,0 +1,185 @@
+"""Image folders (train/<class>/*, test/<class>/*): listing, decoding with PIL threads, the decode cache."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from explorer.engine.dataset import Dataset, _finish
+from explorer.errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+CACHE_VERSION = 1  # bump when the decoded layout changes: old caches are then ignored
+HOLDOUT_FRACTION = 0.1
+HOLDOUT_SEED = 0
+
+
+def _list_splits(path: Path) -> dict[str, dict[str, list[Path]]]:
+    """{"train": {class: [files]}, "test": {...}} (test may be absent); DataError on a layout we cannot use."""
+    if (path / "train").is_dir():
+        splits = {"train": _list_classes(path / "train")}
+        if (path / "test").is_dir():
+            splits["test"] = _list_classes(path / "test")
+            _check_same_classes(path, splits)
+    elif any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+        splits = {"train": _list_classes(path)}  # PATH/<class>/* : everything is training data, hold out a part
+    else:
+        raise DataError(f"{path} has no train/ folder. Expected {path}/train/<class>/*.png|jpg "
+                        f"(and optionally {path}/test/<class>/*).")
+    return splits
+
+
+def _list_classes(split_dir: Path) -> dict[str, list[Path]]:
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise DataError(f"{split_dir} has {len(classes)} class folder(s); a classifier needs at least 2 "
+                        f"(one sub-folder per class, e.g. {split_dir}/cat/, {split_dir}/dog/).")
+    listing = {}
+    for name in classes:
+        files = sorted(e.path for e in os.scandir(split_dir / name)
+                       if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"class folder {split_dir / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}). "
+                            f"Add images or remove the folder.")
+        listing[name] = [Path(f) for f in files]
+    return listing
+
+
+def _check_same_classes(path: Path, splits: dict) -> None:
+    train, test = set(splits["train"]), set(splits["test"])
+    if train != test:
+        only_train, only_test = sorted(train - test), sorted(test - train)
+        raise DataError(f"{path}: train/ and test/ have different class folders "
+                        f"(only in train: {', '.join(only_train) or 'none'}; "
+                        f"only in test: {', '.join(only_test) or 'none'}). Make both hold the same class names.")
+
+
+def _listing_signature(splits: dict) -> str:
+    """Relative names, sizes and modification times: any change to the files gives a new cache key."""
+    lines = [f"v{CACHE_VERSION} holdout {HOLDOUT_FRACTION} {HOLDOUT_SEED}"]
+    for split, classes in splits.items():
+        for name, files in classes.items():
+            for f in files:
+                st = f.stat()
+                lines.append(f"{split}/{name}/{f.name} {st.st_size} {st.st_mtime_ns}")
+    return "\n".join(lines)
+
+
+def _cache_candidates(path: Path, data_dir: Path, key: str) -> list[Path]:
+    fallback_name = f"folder-{path.name}-{key}.pt"
+    return [path / f".explorer-cache-{key}.pt", data_dir / "cache" / fallback_name,
+            Path.home() / ".cache" / "explorer" / fallback_name]
+
+
+def _folder_cached(source: str, path: Path, data_dir: Path, splits: dict, key: str) -> Dataset:
+    candidates = _cache_candidates(path, data_dir, key)
+    for cache in candidates:
+        if cache.is_file():
+            try:
+                saved = torch.load(cache, weights_only=True)
+                return Dataset(name=source, **saved)
+            except Exception:  # a damaged or foreign cache file is only a missed shortcut: decode again
+                continue
+    dataset = _decode_folder(source, splits)
+    _write_cache(dataset, candidates)
+    return dataset
+
+
+def _write_cache(dataset: Dataset, candidates: list[Path]) -> None:
+    payload = {k: getattr(dataset, k) for k in ("train_x", "train_y", "test_x", "test_y", "classes",
+                                                  "fingerprint", "mean", "std", "notes")}
+    for cache in candidates:
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(payload, tmp)
+            os.replace(tmp, cache)  # atomic: a reader never sees half a cache
+            return
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    dataset.notes.append("could not write a decoded-image cache anywhere; the next start decodes again")
+
+
+def _decode_folder(source: str, splits: dict) -> Dataset:
+    classes = list(splits["train"])
+    decoded = {split: _decode_split(listing) for split, listing in splits.items()}
+    arrays = [a for images, _ in decoded.values() for a in images]
+    size, notes = _common_size(arrays)
+    channels = 3 if any(a.ndim == 3 for a in arrays) else 1
+    tensors = {split: (_stack(images, size, channels), torch.tensor(labels))
+               for split, (images, labels) in decoded.items()}
+    train_x, train_y = tensors["train"]
+    if "test" in tensors:
+        test_x, test_y = tensors["test"]
+    else:
+        train_x, train_y, test_x, test_y = holdout_split(train_x, train_y, HOLDOUT_FRACTION, HOLDOUT_SEED)
+    if "test" not in splits:
+        notes.append(f"no test/ folder: {len(test_y):,} training images ({HOLDOUT_FRACTION:.0%} per class, "
+                     f"seed {HOLDOUT_SEED}) held out for testing")
+    return _finish(source, train_x, train_y, test_x, test_y, classes, notes)
+
+
+def _decode_split(listing: dict[str, list[Path]]) -> tuple[list[np.ndarray], list[int]]:
+    files = [f for fs in listing.values() for f in fs]
+    labels = [i for i, fs in enumerate(listing.values()) for _ in fs]
+    # PIL releases the GIL while decoding, so threads use every core without worker processes.
+    with ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1)) as pool:
+        images = list(pool.map(_decode_image, files, chunksize=256))
+    return images, labels
+
+
+def _decode_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
+            return np.asarray(image.convert("L" if grey else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"cannot read image {path}: {err}. Remove or replace the file.") from None
+
+
+def _common_size(arrays: list[np.ndarray]) -> tuple[tuple[int, int], list[str]]:
+    """The most common (H, W), and a note saying how many images are resized to it."""
+    sizes = Counter(a.shape[:2] for a in arrays)
+    (size, count), = sizes.most_common(1)
+    notes = []
+    if len(sizes) > 1:
+        notes.append(f"{len(arrays) - count:,} of {len(arrays):,} images are not {size[0]}x{size[1]} "
+                     f"(the most common size); they were resized to it")
+    return size, notes
+
+
+def _stack(images: list[np.ndarray], size: tuple[int, int], channels: int) -> torch.Tensor:
+    """uint8 N x C x H x W; greyscale images in an RGB set are repeated over three channels."""
+    from PIL import Image
+
+    out = np.empty((len(images), size[0], size[1], channels), dtype=np.uint8)
+    for i, a in enumerate(images):
+        if a.shape[:2] != size:
+            a = np.asarray(Image.fromarray(a).resize((size[1], size[0]), Image.BILINEAR))
+        out[i] = a[..., None] if a.ndim == 2 else a if channels == 3 else a[..., :1]
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def holdout_split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
+    """A seeded, per-class hold-out: `fraction` of each class (at least one image when it has two) for test."""
+    gen = torch.Generator().manual_seed(seed)
+    test_idx = []
+    for k in torch.unique(y).tolist():
+        idx = (y == k).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        n_test = max(round(len(idx) * fraction), 1) if len(idx) >= 2 else 0
+        test_idx.append(idx[:n_test])
+    test_idx = torch.cat(test_idx).sort().values
+    keep = torch.ones(len(y), dtype=torch.bool)
+    keep[test_idx] = False
+    return x[keep], y[keep], x[test_idx], y[test_idx]

@@ -1,0 +1,1 @@
+"""What a run leaves on disk: events and their fold, run folders, checkpoints, the process runner."""
