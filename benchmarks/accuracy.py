@@ -19,10 +19,12 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+from explorer import schema  # noqa: E402
 from explorer.arch.cost import model_cost  # noqa: E402
-from explorer.arch.presets import RECIPES  # noqa: E402
 from explorer.cli.common import add_arch_arguments, arch_from_args  # noqa: E402
+from explorer.engine.config import TrainConfig  # noqa: E402
 from explorer.engine.data import load_dataset  # noqa: E402
+from explorer.engine.recipes import RECIPES  # noqa: E402
 from explorer.engine.train import estimate_epoch_seconds, train  # noqa: E402
 
 
@@ -33,14 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="synthetic | cifar10 | cifar10:DIR | folder:PATH")
     p.add_argument("--targets", default="0.74,0.85,0.90", help="comma-separated test accuracies (fractions)")
     p.add_argument("--time-limit", type=float, help="stop after this many seconds of training")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--crop-padding", type=int)
     p.add_argument("--json", action="store_true")
+    # Every TrainConfig field overrides the recipe, as in `python -m explorer train` (--epochs, --lr, ...).
+    schema.add_arguments(p.add_argument_group("training settings (override the recipe)"), TrainConfig)
     return p.parse_args(argv)
 
 
@@ -59,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = sorted(float(t) for t in args.targets.split(","))
     arch = arch_from_args(args)
     dataset = load_dataset(args.data)
-    cfg = RECIPES[args.recipe].replace(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                       device=args.device, seed=args.seed, label_smoothing=args.label_smoothing,
-                                       crop_padding=args.crop_padding)
+    cfg = TrainConfig.from_dict(RECIPES[args.recipe].to_dict() | schema.values_from_args(args, TrainConfig))
     if args.time_limit and not args.epochs:
         cfg = cfg.replace(epochs=fitted_epochs(arch, cfg, dataset, args.time_limit))
     cost = model_cost(arch, dataset.input_shape, dataset.num_classes)

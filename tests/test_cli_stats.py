@@ -64,3 +64,19 @@ def test_invalid_config_exits_2_with_one_line_and_no_traceback(tmp_path) -> None
     notjson.write_text("{oops")
     broken = run_cli("stats", "--config", str(notjson))
     assert broken.returncode == 2 and len(broken.stderr.strip().splitlines()) == 1
+
+
+def test_arch_flag_takes_inline_json_and_excludes_preset(capsys) -> None:
+    from explorer import PRESETS
+
+    assert main(["stats", "--arch", PRESETS["tutorial"].to_json(), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == 62_006
+    both = run_cli("stats", "--preset", "tutorial", "--arch", PRESETS["tutorial"].to_json())
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_train_flag_out_of_range_exits_2_with_one_line_naming_it() -> None:
+    result = run_cli("train", "--preset", "tutorial", "--data", "synthetic:20", "--lr", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "python -m explorer train: error: argument --lr: lr: 0.0 is out of range; use a value from 1e-08 to 100.0."]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from explorer import schema
 from explorer.errors import ConfigError
+from explorer.schema import setting
 
 KERNELS = (1, 3, 5, 7)
 PADDINGS = ("valid", "same")
@@ -25,63 +27,27 @@ MAX_CHANNELS = 1024
 MAX_UNITS = 4096
 
 
-
-def _check_choice(where: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}.")
-
-
-def _check_int(where: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}: expected a whole number, got {type(value).__name__} {value!r}.")
-    if not low <= value <= high:
-        raise ConfigError(f"{where}: {value} is out of range; use a value from {low} to {high}.")
-
-
-def _check_float(where: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}.")
-    if not low <= value <= high:
-        raise ConfigError(f"{where}: {value} is out of range; use a value from {low} to {high}.")
-
-
-def _check_bool(where: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {type(value).__name__} {value!r}.")
-
-
-def _known_keys(cls: type, data: Any, where: str) -> dict:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}.")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(names))}.")
-    return data
-
-
 @dataclass(frozen=True)
 class ConvBlock:
     """conv -> [BatchNorm] -> activation -> [+ input if residual] -> [pool] -> [dropout if dropout_conv]."""
 
-    out_channels: int
-    kernel: int = 3
-    padding: str = "same"
-    stride: int = 1
-    pool: str = "none"
+    out_channels: int = setting(label="Out channels", low=1, high=MAX_CHANNELS, step=1, scale="log",
+                                help="filters of the convolution, e.g. 32")
+    kernel: int = setting(3, label="Kernel (k×k)", choices=KERNELS, widget="segmented_control")
+    padding: str = setting("same", label="Padding", choices=PADDINGS, widget="segmented_control",
+                           help="'same' keeps H×W (pads k//2); 'valid' shrinks the map by k−1.")
+    stride: int = setting(1, label="Stride", choices=STRIDES, widget="segmented_control")
+    pool: str = setting("none", label="Pooling after (2×2)", choices=POOLS, widget="segmented_control")
     # Identity skip around the block (ResNet style); needs same width, stride 1 and 'same' padding.
-    residual: bool = False
+    residual: bool = setting(False, label="Residual (identity skip)",
+                             help="Adds the block's input to its output; needs equal widths, stride 1, padding "
+                                  "'same'.")
 
     def __post_init__(self) -> None:
         self.check("conv block")
 
     def check(self, where: str) -> None:
-        _check_int(f"{where} out_channels", self.out_channels, 1, MAX_CHANNELS)
-        _check_choice(f"{where} kernel", self.kernel, KERNELS)
-        _check_choice(f"{where} padding", self.padding, PADDINGS)
-        _check_choice(f"{where} stride", self.stride, STRIDES)
-        _check_choice(f"{where} pool", self.pool, POOLS)
-        _check_bool(f"{where} residual", self.residual)
+        schema.check(self, where + " ")
 
     @property
     def pad(self) -> int:
@@ -92,32 +58,30 @@ class ConvBlock:
 class ArchConfig:
     """A whole network: conv stage, head, FC stage, and the global toggles."""
 
-    conv: tuple[ConvBlock, ...]
-    fc: tuple[int, ...] = ()
-    batchnorm: bool = False
-    dropout: float = 0.0
-    dropout_conv: bool = False
-    activation: str = "relu"
-    head: str = "flatten"
+    conv: tuple[ConvBlock, ...] = setting(
+        label="Conv blocks", min_items=1, max_items=MAX_CONV_BLOCKS, item_label="conv{i}", items_word="blocks",
+        cli=False, group="conv", help='a list of blocks, e.g. [{"out_channels": 32}]')
+    fc: tuple[int, ...] = setting(
+        (), label="Hidden FC layers", low=1, high=MAX_UNITS, step=1, scale="log", max_items=MAX_FC_LAYERS,
+        item_label="fc{i} units", items_word="hidden layers", group="classifier",
+        help="widths of the hidden fully connected layers, e.g. 120,84")
+    batchnorm: bool = setting(False, label="BatchNorm after every conv and hidden FC", widget="toggle",
+                              group="layers")
+    dropout: float = setting(0.0, label="Dropout rate (hidden FC layers)", low=0.0, high=0.9, step=0.05,
+                             fmt="%.2f", widget="slider", group="layers")
+    dropout_conv: bool = setting(False, label="Dropout on conv blocks too", group="layers")
+    activation: str = setting("relu", label="Activation", choices=ACTIVATIONS, group="layers",
+                              labels={"relu": "ReLU", "leaky_relu": "LeakyReLU", "gelu": "GELU", "silu": "SiLU"})
+    head: str = setting("flatten", label="Head", choices=HEADS, group="classifier",
+                        labels={"flatten": "flatten", "avgpool": "global avg pool", "maxpool": "global max pool"},
+                        help="flatten keeps every position; global pooling keeps one value per channel.")
 
     def __post_init__(self) -> None:
-        # Accept lists (from JSON or widgets) but store tuples so the config stays hashable.
-        object.__setattr__(self, "conv", tuple(self.conv))
-        object.__setattr__(self, "fc", tuple(self.fc))
-        if not 1 <= len(self.conv) <= MAX_CONV_BLOCKS:
-            raise ConfigError(f"conv: {len(self.conv)} blocks; use 1 to {MAX_CONV_BLOCKS} conv blocks.")
-        for i, block in enumerate(self.conv, 1):
-            if not isinstance(block, ConvBlock):
-                raise ConfigError(f"conv{i}: expected a ConvBlock, got {type(block).__name__}.")
-        if len(self.fc) > MAX_FC_LAYERS:
-            raise ConfigError(f"fc: {len(self.fc)} hidden layers; use 0 to {MAX_FC_LAYERS}.")
-        for i, units in enumerate(self.fc, 1):
-            _check_int(f"fc{i} units", units, 1, MAX_UNITS)
-        _check_bool("batchnorm", self.batchnorm)
-        _check_float("dropout", self.dropout, 0.0, 0.9)
-        _check_bool("dropout_conv", self.dropout_conv)
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("head", self.head, HEADS)
+        schema.freeze_lists(self)  # lists from JSON or widgets; tuples keep the config hashable
+        schema.check(self)
+        self._check_residuals()
+
+    def _check_residuals(self) -> None:
         for i, block in enumerate(self.conv, 1):
             in_ch = self.conv[i - 2].out_channels if i > 1 else None
             if block.residual and (block.stride != 1 or block.padding != "same"):
@@ -136,28 +100,11 @@ class ArchConfig:
         layer_shapes(self, input_shape)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self) | {"conv": [dataclasses.asdict(b) for b in self.conv], "fc": list(self.fc)}
+        return schema.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any) -> ArchConfig:
-        data = dict(_known_keys(cls, data, "architecture"))
-        if "conv" not in data:
-            raise ConfigError("architecture: missing key 'conv' (a list of blocks, e.g. [{\"out_channels\": 32}]).")
-        if not isinstance(data["conv"], (list, tuple)):
-            raise ConfigError("architecture conv: expected a list of conv blocks.")
-        blocks = []
-        for i, raw in enumerate(data["conv"], 1):
-            raw = _known_keys(ConvBlock, raw, f"conv{i}")
-            if "out_channels" not in raw:
-                raise ConfigError(f"conv{i}: missing key 'out_channels'.")
-            try:
-                blocks.append(ConvBlock(**raw))
-            except ConfigError as err:
-                raise ConfigError(str(err).replace("conv block", f"conv{i}", 1)) from None
-        data["conv"] = tuple(blocks)
-        if "fc" in data and not isinstance(data["fc"], (list, tuple)):
-            raise ConfigError("architecture fc: expected a list of hidden-layer widths, e.g. [120, 84].")
-        return cls(**data)
+        return schema.from_dict(cls, data, "architecture")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

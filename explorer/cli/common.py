@@ -11,15 +11,21 @@ from explorer.arch.presets import PRESETS
 from explorer.errors import ConfigError
 
 
-def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group(required=True)
+def add_arch_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The architecture: a preset, a JSON file, or inline JSON (every ArchConfig / ConvBlock field goes
+    through --arch or --config: a list of blocks does not fit flags; `python -m explorer schema` lists them)."""
+    group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--preset", choices=sorted(PRESETS), help="a named architecture")
     group.add_argument("--config", type=Path, help="an architecture JSON file (ArchConfig.to_dict())")
+    group.add_argument("--arch", metavar="JSON",
+                       help='inline architecture JSON, e.g. \'{"conv": [{"out_channels": 32}]}\'')
 
 
 def arch_from_args(args: argparse.Namespace) -> ArchConfig:
     if args.preset:
         return PRESETS[args.preset]
+    if getattr(args, "arch", None) is not None:
+        return ArchConfig.from_json(args.arch)
     try:
         text = args.config.read_text()
     except OSError as err:

@@ -1,4 +1,8 @@
-"""TrainConfig: a frozen dataclass that describes a training run completely (validated on creation)."""
+"""TrainConfig: a frozen dataclass that describes a training run completely (validated on creation).
+
+Every field is declared once with `setting(...)` (explorer.schema): its range or choices, default, label, help,
+scale and format drive validation, the Train tab's widgets, the `train` flags and the JSON Schema.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.arch.config import _check_bool, _check_choice, _check_float, _check_int, _known_keys
+from explorer import schema
 from explorer.errors import ConfigError
+from explorer.schema import setting
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "adagrad")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -16,68 +21,79 @@ AUGMENTATIONS = ("flip", "crop")
 NORMALIZATIONS = ("dataset", "half")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+MAX_EPOCHS = 1000
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything about how a network is trained. The study's recipe is SGD lr 0.001 momentum 0.9 batch 8."""
 
-    epochs: int = 2
-    batch_size: int = 128
-    test_batch_size: int = 1000
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    loss: str = "cross_entropy"
-    label_smoothing: float = 0.0
-    augment: tuple[str, ...] = ()
-    crop_padding: int = 4
-    normalization: str = "dataset"
+    epochs: int = setting(2, label="Epochs", low=1, high=MAX_EPOCHS, step=1, group="optimization")
+    batch_size: int = setting(128, label="Batch size", low=1, high=65536, step=8, scale="log",
+                              group="optimization")
+    test_batch_size: int = setting(1000, label="Test batch size", low=1, high=65536, step=100, scale="log",
+                                   group="run", help="Images per batch when evaluating (memory only).")
+    optimizer: str = setting("sgd", label="Optimizer", choices=OPTIMIZERS, group="optimization",
+                             labels={"sgd": "SGD", "nesterov": "SGD + Nesterov", "adam": "Adam", "adamw": "AdamW",
+                                     "adagrad": "Adagrad"})
+    lr: float = setting(0.01, label="Learning rate", low=1e-8, high=100.0, step=0.001, fmt="%g", scale="log",
+                        group="optimization", help="Peak learning rate (one-cycle and warm-up ramp up to it).")
+    momentum: float = setting(0.9, label="Momentum", low=0.0, high=0.999, step=0.05, fmt="%g",
+                              group="optimization", help="SGD momentum; Adam's beta1.")
+    weight_decay: float = setting(0.0, label="Weight decay", low=0.0, high=1.0, step=1e-4, fmt="%g",
+                                  group="optimization")
+    schedule: str = setting("constant", label="LR schedule", choices=SCHEDULES, group="optimization",
+                            labels={"constant": "constant", "step": "step", "cosine": "cosine",
+                                    "onecycle": "one-cycle"})
+    warmup_epochs: float = setting(0.0, label="Warm-up epochs", low=0.0, high=float(MAX_EPOCHS), step=0.5,
+                                   fmt="%g", group="optimization", help="At most the number of epochs.")
+    loss: str = setting("cross_entropy", label="Loss", choices=LOSSES, group="regularization",
+                        labels={"cross_entropy": "cross-entropy", "nll": "NLL (log-softmax)"})
+    label_smoothing: float = setting(0.0, label="Label smoothing", low=0.0, high=0.5, step=0.05, fmt="%g",
+                                     group="regularization", help="Needs the cross-entropy loss.")
+    augment: tuple[str, ...] = setting((), label="Augmentation", choices=AUGMENTATIONS, group="regularization",
+                                       labels={"flip": "horizontal flip", "crop": "random crop"},
+                                       items_word="augmentations", max_items=len(AUGMENTATIONS))
+    crop_padding: int = setting(4, label="Crop padding (pixels)", low=0, high=16, step=1, group="regularization",
+                                help="How far a random crop may shift the image.")
+    normalization: str = setting("dataset", label="Normalization", choices=NORMALIZATIONS, group="regularization",
+                                 labels={"dataset": "per-channel (from the data)", "half": "0.5 / 0.5 (the study's)"})
     # Exponential moving average of the weights (0 = off); evaluation uses the averaged weights.
-    ema: float = 0.0
-    tta_flip: bool = False
-    seed: int = 0
-    device: str = "auto"
+    ema: float = setting(0.0, label="Weight EMA (0 = off)", low=0.0, high=0.99999, step=0.001, fmt="%g",
+                         group="regularization",
+                         help="Evaluate an exponential moving average of the weights, e.g. 0.999.")
+    tta_flip: bool = setting(False, label="Flip test-time augmentation", aliases=("--tta",), group="regularization",
+                             help="Average the prediction of the image and its mirror.")
+    seed: int = setting(0, label="Seed", low=0, high=2**31 - 1, step=1, group="run")
+    device: str = setting("auto", label="Device", choices=DEVICES, widget="segmented_control", group="run",
+                          help="auto picks CUDA when there is a GPU, else the CPU.")
     # Autocast for the training step: auto = bf16 where the chip computes it natively (CUDA; CPUs with
     # AVX512-BF16/AMX: 1.5-1.9x faster steps here), else fp32. Weights and the loss stay fp32.
-    precision: str = "auto"
-    log_every: int = 50
+    precision: str = setting("auto", label="Precision", choices=PRECISIONS, widget="segmented_control", group="run",
+                             help="Autocast of the training step. auto: bf16 where the chip has bf16 instructions "
+                                  "(CUDA, recent CPUs: 1.5-1.9x faster), else fp32. Evaluation on the CPU is fp32.")
+    log_every: int = setting(50, label="Log loss every N batches", low=1, high=100000, step=10, group="run")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "augment", tuple(self.augment))
-        _check_int("epochs", self.epochs, 1, 1000)
-        _check_int("batch_size", self.batch_size, 1, 65536)
-        _check_int("test_batch_size", self.test_batch_size, 1, 65536)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_float("lr", self.lr, 1e-8, 100.0)
-        _check_float("momentum", self.momentum, 0.0, 0.999)
-        _check_float("weight_decay", self.weight_decay, 0.0, 1.0)
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_float("warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
-        _check_choice("loss", self.loss, LOSSES)
-        _check_float("label_smoothing", self.label_smoothing, 0.0, 0.5)
+        schema.freeze_lists(self)
+        schema.check(self)
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        if self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs: {self.warmup_epochs} is more than epochs ({self.epochs}); "
+                              f"use at most {self.epochs} warm-up epochs or train longer.")
         if self.loss == "nll" and self.label_smoothing:
             raise ConfigError("label_smoothing needs the cross_entropy loss; set it to 0 or use cross_entropy.")
-        for aug in self.augment:
-            _check_choice("augment", aug, AUGMENTATIONS)
-        _check_int("crop_padding", self.crop_padding, 0, 16)
-        _check_choice("normalization", self.normalization, NORMALIZATIONS)
-        _check_float("ema", self.ema, 0.0, 0.99999)
-        _check_bool("tta_flip", self.tta_flip)
-        _check_int("seed", self.seed, 0, 2**31 - 1)
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("precision", self.precision, PRECISIONS)
-        _check_int("log_every", self.log_every, 1, 100000)
+        if len(set(self.augment)) != len(self.augment):
+            raise ConfigError(f"augment: {', '.join(self.augment)} names one augmentation twice; list each once.")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self) | {"augment": list(self.augment)}
+        return schema.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any) -> TrainConfig:
-        return cls(**_known_keys(cls, data, "training config"))
+        return schema.from_dict(cls, data, "training config")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (None values are ignored, so CLI flags can be passed as they are)."""

@@ -11,7 +11,8 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.arch.config import MAX_CONV_BLOCKS, MAX_FC_LAYERS, ArchConfig, ConvBlock
+from explorer import schema
+from explorer.arch.config import ArchConfig, ConvBlock
 from explorer.arch.cost import DEFAULT_BUDGET
 from explorer.arch.presets import DEFAULT_PRESET, PRESETS
 
@@ -20,15 +21,30 @@ PRESET = "arch.preset"
 BUDGET = "arch.budget"
 N_CONV = "arch.n_conv"
 N_FC = "arch.n_fc"
-BATCHNORM = "arch.batchnorm"
-DROPOUT = "arch.dropout"
-DROPOUT_CONV = "arch.dropout_conv"
-ACTIVATION = "arch.activation"
-HEAD = "arch.head"
 IN_C, IN_H, IN_W, NUM_CLASSES = "arch.in_c", "arch.in_h", "arch.in_w", "arch.num_classes"
-BLOCK_FIELDS = ("out_channels", "kernel", "padding", "stride", "pool", "residual")
+# From the schema: every ConvBlock field is a per-block widget; every scalar ArchConfig field a global one
+# (conv and fc are lists: a count widget plus one widget per item).
+BLOCK_FIELDS = schema.names(ConvBlock)
+GLOBAL_FIELDS = tuple(s.name for s in schema.specs(ArchConfig) if not s.kind.startswith("list["))
+MAX_CONV_BLOCKS = schema.spec_of(ArchConfig, "conv").max_items
+MAX_FC_LAYERS = schema.spec_of(ArchConfig, "fc").max_items
 DEFAULT_INPUT = (3, 32, 32)
 DEFAULT_CLASSES = 10
+
+
+def global_key(name: str) -> str:
+    """Key of an ArchConfig-wide widget, e.g. arch.dropout."""
+    return f"arch.{name}"
+
+
+BATCHNORM, DROPOUT, DROPOUT_CONV = global_key("batchnorm"), global_key("dropout"), global_key("dropout_conv")
+ACTIVATION, HEAD = global_key("activation"), global_key("head")
+
+
+def _typed(cls: type, name: str, value: Any) -> Any:
+    """A widget value as its field's type (a float slider may hand back an int 0)."""
+    kind = schema.spec_of(cls, name).kind
+    return {"float": float, "int": int, "bool": bool}.get(kind, lambda v: v)(value)
 
 
 def block_key(index: int, name: str) -> str:
@@ -47,10 +63,9 @@ def preset_options() -> list[str]:
 def arch_to_values(cfg: ArchConfig) -> dict[str, Any]:
     """Widget values for every field of `cfg`. Unused block/FC slots get copies of the last one, so
     raising the block count continues the network rather than starting from scratch."""
-    values: dict[str, Any] = {
-        N_CONV: len(cfg.conv), N_FC: len(cfg.fc), BATCHNORM: cfg.batchnorm, DROPOUT: float(cfg.dropout),
-        DROPOUT_CONV: cfg.dropout_conv, ACTIVATION: cfg.activation, HEAD: cfg.head,
-    }
+    values: dict[str, Any] = {N_CONV: len(cfg.conv), N_FC: len(cfg.fc)}
+    for name in GLOBAL_FIELDS:
+        values[global_key(name)] = _typed(ArchConfig, name, getattr(cfg, name))
     for i in range(1, MAX_CONV_BLOCKS + 1):
         block = cfg.conv[min(i, len(cfg.conv)) - 1]
         extra = i > len(cfg.conv)
@@ -71,12 +86,12 @@ def arch_to_values(cfg: ArchConfig) -> dict[str, Any]:
 def arch_from_values(values: Mapping[str, Any]) -> ArchConfig:
     """The ArchConfig the widgets describe; raises ConfigError with a message for the user."""
     blocks = tuple(
-        ConvBlock(**{name: values[block_key(i, name)] for name in BLOCK_FIELDS})
+        ConvBlock(**{name: _typed(ConvBlock, name, values[block_key(i, name)]) for name in BLOCK_FIELDS})
         for i in range(1, int(values[N_CONV]) + 1)
     )
     fc = tuple(int(values[fc_key(i)]) for i in range(1, int(values[N_FC]) + 1))
-    return ArchConfig(conv=blocks, fc=fc, batchnorm=bool(values[BATCHNORM]), dropout=float(values[DROPOUT]),
-                      dropout_conv=bool(values[DROPOUT_CONV]), activation=values[ACTIVATION], head=values[HEAD])
+    globals_ = {name: _typed(ArchConfig, name, values[global_key(name)]) for name in GLOBAL_FIELDS}
+    return ArchConfig(conv=blocks, fc=fc, **globals_)
 
 
 def load_preset(state: MutableMapping[str, Any], name: str) -> None:

@@ -1,7 +1,8 @@
 """Train-tab widget keys and the mapping between a TrainConfig and the widget values (pure, no Streamlit).
 
-A recipe fills the widgets; editing one turns the recipe picker into 'custom'. Fields without a widget
-(test batch size, crop padding) come from the recipe last loaded, kept under BASE.
+A recipe fills the widgets; editing one turns the recipe picker into 'custom'. Every TrainConfig field has a
+widget (explorer.schema declares them); the recipe last loaded is kept under BASE, so a record written by a
+newer version with an extra field still round-trips through the widgets.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from explorer import schema
 from explorer.engine.config import TrainConfig
 from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 
@@ -23,11 +25,11 @@ SYNTHETIC_SIZE = "train.synthetic_size"
 SYNTHETIC_DEFAULT = 2000  # explorer.engine.data's default synthetic training set
 NAME = "train.name"
 TIME_BUDGET = "train.time_budget_min"
-# TrainConfig fields that have a widget; the widget key is "train.<field>".
-FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
-          "loss", "label_smoothing", "augment", "normalization", "ema", "tta_flip", "seed", "device", "precision",
-          "log_every")
-FLOAT_FIELDS = {"lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "ema"}
+# TrainConfig fields that have a widget (all of them, from the schema); the widget key is "train.<field>".
+FIELDS = schema.names(TrainConfig)
+FLOAT_FIELDS = {s.name for s in schema.specs(TrainConfig) if s.kind == "float"}
+INT_FIELDS = {s.name for s in schema.specs(TrainConfig) if s.kind == "int"}
+LIST_FIELDS = {s.name for s in schema.specs(TrainConfig) if s.kind.startswith("list[")}  # multi-select: lists
 
 
 def key(field: str) -> str:
@@ -40,7 +42,8 @@ def recipe_options() -> list[str]:
 
 def train_to_values(cfg: TrainConfig) -> dict[str, Any]:
     values = {key(f): getattr(cfg, f) for f in FIELDS}
-    values[key("augment")] = list(cfg.augment)
+    for f in LIST_FIELDS:
+        values[key(f)] = list(values[key(f)])
     for f in FLOAT_FIELDS:
         values[key(f)] = float(values[key(f)])
     return values
@@ -51,10 +54,11 @@ def train_from_values(values: Mapping[str, Any]) -> TrainConfig:
     data = dict(values.get(BASE) or TrainConfig().to_dict())
     for f in FIELDS:
         data[f] = values[key(f)]
-    data["augment"] = tuple(data["augment"] or ())
+    for f in LIST_FIELDS:
+        data[f] = tuple(data[f] or ())
     for f in FLOAT_FIELDS:
         data[f] = float(data[f])
-    for f in ("epochs", "batch_size", "seed", "log_every"):
+    for f in INT_FIELDS:
         data[f] = int(data[f])
     return TrainConfig.from_dict(data)
 
