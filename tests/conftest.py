@@ -21,6 +21,8 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "runs"
     path.mkdir()
     monkeypatch.setenv("EXPLORER_RUNS_DIR", str(path))
+    # Run processes started by the tests (the runner, the app) stay on one thread too: the CPU is shared.
+    monkeypatch.setenv("EXPLORER_THREADS", "1")
     return path
 
 

@@ -15,6 +15,7 @@ from explorer.engine.config import TrainConfig
 from explorer.engine.data import load_dataset
 from explorer.engine.evaluate import evaluate_model
 from explorer.store.checkpoint import save_checkpoint
+from explorer.store.runs import this_process
 
 SYNTHETIC_CLASSES = ["disk", "square", "ring", "cross", "triangle", "h-stripes", "v-stripes", "diamond", "x-mark",
                      "checker"]
@@ -27,7 +28,7 @@ def make_run(runs_dir: Path, run_id: str, *, name: str | None = None, arch: Arch
              created: str = "2024-01-01T00:00:00", data: str = "synthetic:40", checkpoint: bool = True,
              resumed_from: str | None = None, first_epoch: int = 1, lr: float = 0.01, seed: int = 0,
              mean: list[float] | None = None, std: list[float] | None = None, fit_steps: int = 0) -> Path:
-    """A run folder as jobs.py writes it: record, one epoch event per accuracy, and (optionally) a checkpoint.
+    """A run folder as a run process writes it: record, one epoch event per accuracy, and (optionally) a checkpoint.
 
     With `fit_steps` the model is really trained (Adam, full-batch steps on `data`) and the last accuracy is the
     one it measures on the test split, as training would record it."""
@@ -64,7 +65,9 @@ def make_run(runs_dir: Path, run_id: str, *, name: str | None = None, arch: Arch
               "data_fingerprint": fingerprint, "input_shape": [3, 32, 32], "num_classes": 10,
               "classes": SYNTHETIC_CLASSES,
               "params": cost.params, "flops": cost.flops, "device": "cpu", "error": None, "summary": summary,
-              "checkpoint": "model.safetensors" if checkpoint else None, "resumed_from": resumed_from}
+              "checkpoint": "model.safetensors" if checkpoint else None, "resumed_from": resumed_from,
+              # An active run is owned by a live process (this one), else it would read as interrupted.
+              "owner": this_process() if status in ("queued", "running") else None}
     (folder / "run.json").write_text(json.dumps(record))
     return folder
 

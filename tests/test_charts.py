@@ -1,4 +1,4 @@
-"""Pure chart functions: cost bars, budget gauge, training history and the live figures."""
+"""Pure chart functions: cost bars, budget gauge, and the live figures drawn from a run's History (the fold)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import pytest
 
 from explorer import PRESETS, model_cost
+from explorer.store.events import fold as history_from_events
 from explorer.ui.charts import (
     MAX_POINTS,
     OK_COLOR,
@@ -18,7 +19,6 @@ from explorer.ui.charts import (
     cost_bars,
     cost_by_block,
     epoch_seconds_figure,
-    history_from_events,
     loss_figure,
     per_class_figure,
     progress,
@@ -30,7 +30,7 @@ CLASSES = ["cat", "dog", "frog"]
 
 
 def run_events(epochs: int = 2, batches: int = 4, end: str = "finished") -> list[dict]:
-    """A run's events as explorer/jobs.py writes them: started, baseline, batches, epochs, end."""
+    """A run's events as a run process writes them: started, baseline, batches, epochs, end."""
     events = [
         {"type": "started", "time": 100.0, "config": {}, "params": 1234, "flops": 5678, "device": "cpu",
          "input_shape": [3, 32, 32], "classes": CLASSES, "total_steps": epochs * batches},
@@ -94,7 +94,10 @@ def test_history_from_events_collects_every_series():
     assert history.baseline_accuracy == 0.3
     assert history.per_class == {"cat": 0.5, "dog": 0.6, "frog": 0.2}
     assert history.seconds == [5.0, 6.0]
-    assert history.summary == {"final_test_accuracy": 0.6}
+    # The summary is the fold's own (the end event's copy is not trusted): last/best accuracy, time since started.
+    assert history.summary == pytest.approx({"final_test_accuracy": 0.6, "best_test_accuracy": 0.6, "epochs_done": 2,
+                                             "wall_seconds": 100.0, "images_per_second": 1000.0,
+                                             "baseline_test_accuracy": 0.3})
 
 
 def test_history_is_incremental():

@@ -250,27 +250,43 @@ def test_confusion_heatmap_and_per_class_bars() -> None:
 # ------------------------------------------------------------------------------------------ with the training engine
 
 
-def test_a_run_trained_by_the_job_manager_evaluates_to_its_recorded_accuracy(runs_dir: Path, capsys) -> None:
+def test_a_run_trained_by_a_run_process_evaluates_to_its_recorded_accuracy(runs_dir: Path, capsys,
+                                                                            monkeypatch) -> None:
     from explorer.engine.config import TrainConfig
     from explorer.engine.data import load_dataset
     from explorer.store.checkpoint import checkpoint_summary
-    from explorer.store.jobs import JobManager
+    from explorer.store.runner import Runner, RunSpec
+    from explorer.store.runs import read_events
 
+    monkeypatch.setenv("EXPLORER_THREADS", "1")  # the run process evaluates with as many threads as this one
     arch = ArchConfig(conv=(ConvBlock(8, pool="max"), ConvBlock(16, pool="max")), batchnorm=True, head="maxpool")
     train = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=3e-3, device="cpu", log_every=5)
-    manager = JobManager(runs_dir)
-    run_id = manager.start(arch, train, "synthetic:200", name="tiny")
-    record = manager.wait(run_id, timeout=300)
+    runner = Runner(runs_dir)
+    run_id = runner.start(RunSpec(arch, train, "synthetic:200", name="tiny"))
+    record = runner.wait(run_id, timeout=300)
     assert record["status"] == "finished", record["error"]
     recorded = record["summary"]["final_test_accuracy"]
     assert main(["evaluate", str(runs_dir / run_id), "--json", "--device", "cpu"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["accuracy"] == recorded  # same data, same weights: the very same number
-    last_epoch = [e for e in manager.events(run_id) if e["type"] == "epoch"][-1]
-    assert out["per_class"] == last_epoch["per_class"]
+    last_epoch = read_events(run_id, runs_dir, types={"epoch"})[-1]
+    assert out["per_class"] == last_epoch.per_class
     assert out["same_data_as_training"] is True
     loaded = load_checkpoint(runs_dir / run_id)
     assert evaluate_checkpoint(loaded, load_dataset("synthetic:200"), device="cpu").accuracy == recorded
     facts = checkpoint_summary(loaded.meta)
     assert facts["final_test_accuracy"] == recorded and facts["epochs_done"] == 2
     assert facts["best_test_accuracy"] == record["summary"]["best_test_accuracy"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_line_and_exit_2_in_evaluate_and_train(capsys, tmp_path) -> None:
+    path, _ = synthetic_checkpoint(tmp_path)
+    assert main(["evaluate", str(path), "--data", "synthetic:40", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: device 'cuda' was asked for but no CUDA GPU") and len(err.splitlines()) == 1
+    assert main(["train", "--preset", "tutorial", "--data", "synthetic:40", "--device", "cuda",
+                 "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: device 'cuda' was asked for but no CUDA GPU") and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # refused before any run folder was made

@@ -12,6 +12,7 @@ from explorer.arch.config import ArchConfig, ConvBlock
 from explorer.arch.presets import PRESETS
 from explorer.engine import train as train_module
 from explorer.engine.config import TrainConfig
+from explorer.engine.device import DeviceError
 from explorer.engine.train import (
     batch_count,
     estimate_epoch_seconds,
@@ -212,8 +213,10 @@ def test_resolve_device_and_batch_count():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(TrainingError, match="no CUDA GPU"):
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
             resolve_device("cuda")
+    with pytest.raises(DeviceError, match="use auto, cpu or cuda"):
+        resolve_device("tpu")
     assert [batch_count(10, 3), batch_count(11, 3), batch_count(1, 8), batch_count(16, 8)] == [3, 4, 1, 2]
 
 
@@ -228,3 +231,27 @@ def test_other_input_shapes(image_folder_factory):
     root = image_folder_factory(per_class=8, size=(28, 28), mode="L")
     result, events = run(FAST.replace(epochs=1, batch_size=8), load_dataset(f"folder:{root}"))
     assert events[0]["input_shape"] == [1, 28, 28] and result.model.num_classes == 3
+
+
+def test_thread_budget_caps_threads_and_is_read_at_every_logged_batch(tiny_dataset):
+    calls = []
+
+    def budget() -> int:
+        calls.append(1)
+        return 1
+
+    _, events = run(FAST.replace(epochs=1, log_every=5), tiny_dataset, thread_budget=budget)
+    batches = [e for e in events if e["type"] == "batch"]
+    assert len(calls) >= len(batches) == 4  # 19 batches: logged at 5, 10, 15 and 19
+    assert all(e["threads"] == 1 for e in batches)
+
+
+def test_a_snapshot_after_every_epoch(tiny_dataset):
+    snapshots = []
+    result = train(TINY, FAST.replace(ema=0.9), tiny_dataset, on_epoch_end=snapshots.append)
+    assert [s.epochs_done for s in snapshots] == [1, 2]
+    assert [s.metrics["test_accuracy"] for s in snapshots] == [e["test_accuracy"] for e in result.epochs]
+    assert snapshots[-1].normalization == result.normalization
+    assert "model" in snapshots[-1].optimizer_state  # EMA: the raw weights travel with the optimizer state
+    last = {k: v.contiguous() for k, v in snapshots[-1].model.state_dict().items()}
+    assert all(torch.equal(last[k], v) for k, v in result.model.state_dict().items())

@@ -210,13 +210,14 @@ def test_architecture_line_reads_like_the_config() -> None:
     assert architecture_line(SMALL.to_dict()).endswith("head avgpool · no hidden fc · relu")
 
 
-def test_resume_starts_a_run_whose_curves_continue(runs_dir: Path) -> None:
+def test_resume_starts_a_run_whose_curves_continue(runs_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("EXPLORER_THREADS", "1")  # the resumed run is a process of its own: keep it light
     from explorer.engine.config import TrainConfig
-    from explorer.store.jobs import JobManager
+    from explorer.store.runner import RunProcess, RunSpec
     from explorer.store.runs import list_runs, run_curves
 
     train = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=3e-3, device="cpu", log_every=5)
-    first = JobManager(runs_dir).start(SMALL, train, "synthetic:200", name="first")
+    first = RunProcess(RunSpec(SMALL, train, "synthetic:200", name="first"), runs_dir).run()["id"]
     wait_until(lambda: read_status(runs_dir, first) == "finished")
     at = start(checkpoints_script)
     at.number_input(key="ckpt.resume_epochs").set_value(1).run()

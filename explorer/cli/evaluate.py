@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="a .safetensors checkpoint or a run folder holding model.safetensors")
     p.add_argument("--data", help="synthetic, cifar10, cifar10:DIR or folder:PATH (default: the data it was "
                                   "trained on)")
-    p.add_argument("--data-dir", default="data", help="where cifar10 is downloaded/cached (default: data)")
+    p.add_argument("--data-dir", help="where cifar10 is downloaded/cached (default: $EXPLORER_DATA_DIR or data)")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
@@ -25,16 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     # Imported here so `python -m explorer stats` does not pay for torch data loading.
     from explorer.engine.data import load_dataset
-    from explorer.engine.evaluate import default_device, evaluate_checkpoint
+    from explorer.engine.device import resolve_device
+    from explorer.engine.evaluate import evaluate_checkpoint
     from explorer.errors import DataError
     from explorer.store.checkpoint import load_checkpoint
+    from explorer.store.settings import default_data_dir
 
-    device = default_device() if args.device == "auto" else args.device
+    device = resolve_device(args.device)  # --device cuda without a GPU: one line, exit 2, before any work
     loaded = load_checkpoint(args.checkpoint, device="cpu", with_optimizer=False)
     source = args.data or loaded.meta.get("data")
     if not source:
         raise DataError("the checkpoint does not say which data it was trained on; pass --data SOURCE.")
-    dataset = load_dataset(source, args.data_dir)
+    dataset = load_dataset(source, args.data_dir or default_data_dir())
     evaluation = evaluate_checkpoint(loaded, dataset, args.batch_size, device, args.tta, args.misclassified)
     if args.json:
         print_json(evaluation.to_dict() | {"checkpoint": str(loaded.path or args.checkpoint)})

@@ -1,4 +1,7 @@
-"""`runs`: the run history (every run folder under the runs directory), as a table, JSON or CSV."""
+"""`runs`: the run history (every run folder under the runs directory), as a table, JSON or CSV.
+
+A run that needs attention (unreadable record, bad event line, interrupted) keeps its row and gets a message:
+the "message" field in --json/--csv, a line under the table otherwise."""
 
 from __future__ import annotations
 
@@ -25,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_runs(args: argparse.Namespace) -> int:
     from explorer.store.runs import RunError, delete_run, filter_runs, list_runs, metrics_csv, rename_run, runs_table
 
-    if args.rename:
+    if args.rename is not None:
         record = rename_run(args.rename[0], args.rename[1], args.runs_dir)
         print(f"renamed {record['id']} to {record['name']!r}", file=sys.stderr)
-    if args.delete:
+    if args.delete is not None:  # an empty id is refused by delete_run, not skipped
         if not args.yes:
             raise RunError(f"deleting {args.delete} removes its checkpoint and metrics; add --yes to confirm.")
         delete_run(args.delete, args.runs_dir)
@@ -65,3 +68,6 @@ def _print_table(table) -> None:
               f"{_fmt(row['params'], ',.0f'):>10}{'-' if flops is None else f'{flops / 1e6:.2f}':>9}"
               f"{_fmt(row['best_test_accuracy'], '.2%'):>8}{_fmt(row['final_test_accuracy'], '.2%'):>8}"
               f"{_fmt(row['epochs'], '.0f'):>7}{_fmt(row['wall_seconds'], '.1f'):>9}  {row['device'] or '-'}")
+    for row in table.to_dict(orient="records"):
+        if _plain(row["message"]) is not None:
+            print(f"! {row['id']}: {row['message']}")

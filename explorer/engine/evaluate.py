@@ -13,12 +13,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from explorer.engine.device import resolve_device
 from explorer.errors import DataError
 
 
 def default_device() -> torch.device:
-    """CUDA when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when there is one, else the CPU (explorer.engine.device decides)."""
+    return resolve_device("auto")
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -188,7 +189,7 @@ def evaluate_checkpoint(loaded: Any, dataset: Any, batch_size: int = 1000, devic
         notes.append("the dataset lists the classes in another order; they were matched by name.")
     if tta_flip is None:
         tta_flip = bool((meta.get("train") or {}).get("tta_flip", False))
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     model = loaded.model.to(device)
     norm = meta["normalization"]
     result = evaluate_model(model, dataset.test_x, labels, norm["mean"], norm["std"], batch_size, device, tta_flip,

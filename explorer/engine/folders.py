@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from explorer.atomic import atomic_write
 from explorer.engine.dataset import Dataset, _finish
 from explorer.errors import DataError
 
@@ -96,15 +95,12 @@ def _write_cache(dataset: Dataset, candidates: list[Path]) -> None:
     payload = {k: getattr(dataset, k) for k in ("train_x", "train_y", "test_x", "test_y", "classes",
                                                   "fingerprint", "mean", "std", "notes")}
     for cache in candidates:
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(payload, tmp)
-            os.replace(tmp, cache)  # atomic: a reader never sees half a cache
+            atomic_write(cache, lambda handle: torch.save(payload, handle))  # a reader never sees half a cache
             return
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+        except (OSError, RuntimeError):
+            # A read-only or full folder: OSError from Python, RuntimeError from torch.save's own writer. Try the next.
+            continue
     dataset.notes.append("could not write a decoded-image cache anywhere; the next start decodes again")
 
 

@@ -2,7 +2,8 @@
 
 No DataLoader and no worker processes: each epoch slices the in-memory images with a seeded random permutation,
 augments the batch with tensor ops (explorer.engine.augment.augment_batch), normalizes it, and takes one optimizer step.
-The loop never imports streamlit; it reports through `on_event(dict)` (see the run-record contract):
+The loop never imports streamlit; it reports through `on_event(dict)` (docs/run-record.md lists every event;
+explorer.store.events parses them):
 started -> baseline -> (batch every log_every batches)* -> epoch per epoch -> finished | stopped | failed.
 
 Knobs and why:
@@ -15,6 +16,10 @@ Knobs and why:
   steps (under SMALL_STEP_FLOPS, e.g. the study's batch 8) train on one thread: splitting tiny kernels over
   threads costs more in barriers than it gains, and on a busy machine it is several times slower. The thread
   count follows from the config alone, so the same seed gives the same numbers (EXPLORER_THREADS overrides).
+  A `thread_budget` callable (the runner's: cores // runs training at once) caps it, re-read at every logged
+  batch, so two runs side by side never ask for more threads than there are cores.
+- `on_epoch_end` gets a Snapshot after every epoch (the runner saves a checkpoint from it, so a killed run
+  keeps its last epoch).
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ from explorer.arch.model import Net, build_model
 from explorer.engine.augment import augment_batch, normalization
 from explorer.engine.config import TrainConfig
 from explorer.engine.dataset import Dataset
+from explorer.engine.device import resolve_device
 from explorer.engine.evaluate import evaluate_model as _evaluate
 from explorer.errors import ConfigError, TrainingError
 
 EventCallback = Callable[[dict], None]
+ThreadBudget = Callable[[], int]
 SMALL_STEP_FLOPS = 5e8  # forward FLOPs of one training batch below which one CPU thread is faster
 
 
@@ -62,18 +69,18 @@ class TrainResult:
     events: list[dict] = field(default_factory=list)
 
 
+@dataclass
+class Snapshot:
+    """The state after an epoch, for a checkpoint: evaluated weights (EMA when on), optimizer state, metrics."""
+
+    model: Net
+    optimizer_state: dict
+    epochs_done: int
+    normalization: dict
+    metrics: dict
+
+
 # ---------------------------------------------------------------- small public helpers
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" -> CUDA when present, else CPU; "cuda" without a GPU is a TrainingError that says what to pick."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' was asked for but no CUDA GPU is available; use device 'auto' or 'cpu'.")
-    if name not in ("cpu", "cuda"):
-        raise TrainingError(f"unknown device {name!r}; use auto, cpu or cuda.")
-    return torch.device(name)
 
 
 def available_cores() -> int:
@@ -169,8 +176,10 @@ def batch_count(n: int, batch_size: int) -> int:
 class _Session:
     """Model, optimizer, data on the device and the one-batch step; shared by train() and the estimate."""
 
-    def __init__(self, arch: ArchConfig, cfg: TrainConfig, dataset: Dataset, init_state: dict | None = None):
+    def __init__(self, arch: ArchConfig, cfg: TrainConfig, dataset: Dataset, init_state: dict | None = None,
+                 thread_budget: ThreadBudget | None = None):
         self.cfg, self.dataset = cfg, dataset
+        self.thread_budget = thread_budget
         self.device = resolve_device(cfg.device)
         arch.validate(dataset.input_shape)
         self.eval_threads = self.train_threads = torch.get_num_threads()
@@ -266,8 +275,12 @@ class _Session:
         return self.ema.model if self.ema is not None else self.model
 
     def use_threads(self, count: int) -> None:
-        # Per calling thread with OpenMP: a run in a JobManager thread does not change anyone else's count.
-        if self.device.type == "cpu" and torch.get_num_threads() != count:
+        """`count` intra-op threads on the CPU, capped by the thread budget (runs sharing the cores)."""
+        if self.device.type != "cpu":
+            return
+        if self.thread_budget is not None:
+            count = max(1, min(count, self.thread_budget()))
+        if torch.get_num_threads() != count:
             torch.set_num_threads(count)
 
     def evaluate(self, model: nn.Module | None = None) -> dict:
@@ -323,17 +336,22 @@ class _Ema:
 
 
 def train(arch: ArchConfig, train_cfg: TrainConfig, dataset: Dataset, on_event: EventCallback | None = None,
-          stop: threading.Event | None = None, init_state: dict | None = None) -> TrainResult:
+          stop: threading.Event | None = None, init_state: dict | None = None,
+          thread_budget: ThreadBudget | None = None,
+          on_epoch_end: Callable[[Snapshot], None] | None = None) -> TrainResult:
     """Train `arch` on `dataset`; every event goes to `on_event`. Returns the result (finished or stopped).
 
     `init_state` resumes: {"model": state dict, "optimizer": {"optimizer", "state_dict"} (optional),
     "epochs_done": int}; the run then trains `train_cfg.epochs` more epochs, numbered after the ones done.
-    A NaN/inf loss or any other failure emits "failed" and raises (TrainingError for the NaN guard).
+    `thread_budget()` caps the CPU threads (re-read at every logged batch); `on_epoch_end(snapshot)` runs after
+    every epoch. A NaN/inf loss or any other failure emits "failed" and raises (TrainingError for the NaN guard).
     """
     emit = _Emitter(on_event)
     threads = torch.get_num_threads()
     try:
-        return _Loop(arch, train_cfg, dataset, emit, stop or threading.Event(), init_state).run()
+        loop = _Loop(arch, train_cfg, dataset, emit, stop or threading.Event(), init_state, thread_budget)
+        loop.on_epoch_end = on_epoch_end
+        return loop.run()
     except Exception as err:
         emit("failed", error=str(err) if str(err) else type(err).__name__)
         raise
@@ -354,9 +372,10 @@ class _Emitter:
 
 
 class _Loop:
-    def __init__(self, arch, cfg, dataset, emit, stop, init_state):
+    def __init__(self, arch, cfg, dataset, emit, stop, init_state, thread_budget=None):
         self.arch, self.cfg, self.dataset, self.emit, self.stop = arch, cfg, dataset, emit, stop
-        self.session = _Session(arch, cfg, dataset, init_state)
+        self.session = _Session(arch, cfg, dataset, init_state, thread_budget)
+        self.on_epoch_end: Callable[[Snapshot], None] | None = None
         self.first_epoch = self.session.epochs_done + 1
         self.total_steps = self.session.steps_per_epoch * cfg.epochs
         self.epochs: list[dict] = []
@@ -418,9 +437,11 @@ class _Loop:
                 mean_loss = float(window_sum) / (b + 1 - window_start)
                 if diverged(mean_loss):
                     self._nan(epoch, window_start + 1, b + 1)
-                self.emit("batch", epoch=epoch, batch=b + 1, step=self.step, loss=mean_loss, lr=lr)
+                self.emit("batch", epoch=epoch, batch=b + 1, step=self.step, loss=mean_loss, lr=lr,
+                          threads=torch.get_num_threads() if not s.cuda else None)
                 window_sum.zero_()
                 window_start = b + 1
+                s.use_threads(s.train_threads)  # re-read the budget: another run may have started or ended
         if s.cuda:
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - t0
@@ -432,6 +453,11 @@ class _Loop:
                           **metrics, seconds=seconds, train_seconds=train_seconds, eval_seconds=seconds - train_seconds,
                           images_per_second=seen / train_seconds, lr=lr)
         self.epochs.append(event)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(Snapshot(model=s.eval_model(), optimizer_state=s.optimizer_state(),
+                                       epochs_done=epoch, normalization={"mean": s.mean, "std": s.std},
+                                       metrics=metrics | {"train_loss": event["train_loss"],
+                                                          "train_accuracy": event["train_accuracy"]}))
         return True
 
     def _nan(self, epoch: int, first_batch: int, last_batch: int) -> None:

@@ -11,9 +11,10 @@ recognised by their first bytes and refused, and the optimizer file goes through
 unpickler (which refuses any object that is not a tensor or a plain container). The model is rebuilt
 from the metadata alone (explorer.arch.model.build_model) and loaded strictly.
 
-Writes are atomic: each file is written to a temporary file in the same folder, flushed to disk, then
-moved over the old one with os.replace. The weights file names the optimizer file's SHA-256, so a crash
-between the two renames can only leave an optimizer state that is ignored, never a mismatched one used.
+Writes are atomic (explorer.atomic): each file is written to a temporary file in the same folder, fsynced,
+moved over the old one with os.replace, and the folder fsynced. The weights file names the optimizer file's
+SHA-256, so a crash between the two renames can only leave an optimizer state that is ignored, never a
+mismatched one used.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ import torch
 
 from explorer.arch.config import ArchConfig, layer_shapes
 from explorer.arch.model import Net, build_model
+from explorer.atomic import atomic_write
 from explorer.engine.config import TrainConfig
 from explorer.errors import CheckpointError, ConfigError
 
@@ -207,19 +208,8 @@ def _write_file(handle: io.BufferedWriter, data: bytes) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` so that readers see either the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            _write_file(handle, data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # The lambda looks `_write_file` up at call time, so a test can replace it to simulate a crash mid-write.
+    return atomic_write(path, lambda handle: _write_file(handle, data))
 
 
 def _state_tensors(model: Net) -> dict[str, torch.Tensor]:

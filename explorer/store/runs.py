@@ -1,7 +1,10 @@
-"""Run history: read, rename and delete the run folders jobs.py writes; tables, Pareto frontier, config diffs.
+"""Run history: read, rename and delete run folders; tables, Pareto frontier, config diffs.
 
-A run folder is `<runs_dir>/<run_id>/` with `run.json` (the record), `events.jsonl` (one event per line)
-and `model.safetensors`. Nothing here writes while a run is active (the job owns its folder then).
+A run folder is `<runs_dir>/<run_id>/` (docs/run-record.md): `run.json` (the record, with its format version),
+`events.jsonl` (one event per line) and the checkpoint (`model.safetensors`, `model.optimizer.pt`). The run's own
+process writes it; nothing here writes while a run is active. Listing caches each record by the (mtime, size) of
+its files, so the app can list 200 runs on every rerun and read only what changed. A record that cannot be read
+(truncated, a newer format, a garbage event line) is listed with a message for that run; the others are unaffected.
 """
 
 from __future__ import annotations
@@ -9,26 +12,28 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import threading
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from explorer.atomic import atomic_write_json
 from explorer.errors import ExplorerError
-from explorer.store.checkpoint import atomic_write_bytes
+from explorer.store.events import ACTIVE_STATUSES, STATUSES, Event, EventReader, History, fold
+from explorer.store.settings import RUNS_DIR_ENV, default_runs_dir
 
-DEFAULT_RUNS_DIR = "checkpoints"
-RUNS_DIR_ENV = "EXPLORER_RUNS_DIR"
+RECORD_VERSION = 1  # the run-record format this code writes and reads (docs/run-record.md)
 RECORD_NAME = "run.json"
 EVENTS_NAME = "events.jsonl"
-ACTIVE_STATUSES = ("queued", "running")
 MAX_NAME_LENGTH = 80
 
 # The comparison table's columns, in display order (see runs_table).
 TABLE_COLUMNS = ["id", "name", "preset", "recipe", "status", "params", "flops", "best_test_accuracy",
                  "final_test_accuracy", "epochs", "wall_seconds", "images_per_second", "device", "data", "created",
-                 "resumed_from"]
+                 "resumed_from", "message"]
 CURVE_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "lr"]
 
 
@@ -36,86 +41,229 @@ class RunError(ExplorerError):
     """A run that cannot be found, read, renamed or deleted."""
 
 
-def default_runs_dir() -> Path:
-    """`$EXPLORER_RUNS_DIR`, else `checkpoints` in the current directory."""
-    return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR)
-
-
 def _root(runs_dir: str | os.PathLike | None) -> Path:
     return Path(runs_dir) if runs_dir is not None else default_runs_dir()
 
 
+def check_run_id(run_id: Any) -> str:
+    """`run_id` when it names a folder directly inside the runs folder; RunError for `../x`, `/etc`, `.hidden`."""
+    if not isinstance(run_id, str) or not run_id or run_id != Path(run_id).name or run_id.startswith(".") \
+            or "/" in run_id or "\\" in run_id or "\0" in run_id:
+        raise RunError(f"{run_id!r} is not a run id (a folder name inside the runs folder).")
+    return run_id
+
+
 def run_dir(run_id: str, runs_dir: str | os.PathLike | None = None) -> Path:
     """The folder of `run_id`; RunError for ids that would leave the runs folder or do not exist."""
-    if not isinstance(run_id, str) or not run_id or run_id != Path(run_id).name or run_id.startswith("."):
-        raise RunError(f"{run_id!r} is not a run id (a folder name inside the runs folder).")
-    path = _root(runs_dir) / run_id
+    path = _root(runs_dir) / check_run_id(run_id)
     if not (path / RECORD_NAME).is_file():
         raise RunError(f"no run {run_id!r} in {_root(runs_dir)}; `python -m explorer runs` lists the runs there.")
     return path
 
 
+# ----------------------------------------------------------------------------------------------- owners
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) of `pid` from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of `pid` (Linux clock ticks since boot), so a reused pid is not taken for a run's owner."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def this_process() -> dict:
+    """The owner stamp a run process writes into its record: pid, start time and host."""
+    pid = os.getpid()
+    return {"pid": pid, "start_ticks": process_start_ticks(pid), "host": socket.gethostname()}
+
+
+def owner_alive(owner: Any) -> bool:
+    """Whether the process that owns a record still runs (a record from another host: assumed alive)."""
+    if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
+        return False
+    if owner.get("host") not in (None, socket.gethostname()):
+        return True  # we cannot see processes on another machine
+    pid = owner["pid"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, belongs to someone else
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc: the pid exists, that is all we can tell
+    state, ticks = stat
+    # A zombie (Z) or dead (X) process has ended; another start time means the pid was reused.
+    return state not in ("Z", "X") and owner.get("start_ticks") in (None, ticks)
+
+
+def effective_status(record: dict) -> str:
+    """The status to show: a queued/running record whose owner process is gone is "interrupted"."""
+    status = record.get("status")
+    if status in ACTIVE_STATUSES and not owner_alive(record.get("owner")):
+        return "interrupted"
+    return status if status in STATUSES else "unreadable"
+
+
+def _interrupted_message(record: dict) -> str:
+    done = (record.get("summary") or {}).get("epochs_done") or 0
+    resume = (f" Its last checkpoint (after epoch {done}) is kept: resume it in the Checkpoints page or with "
+              f"`python -m explorer train --resume {record.get('id')}`.") if record.get("checkpoint") else \
+        " It had saved no checkpoint yet: start it again."
+    return (f"interrupted: the process training this run ended without finishing (killed, crash or restart) "
+            f"while it was {record.get('status')}, after {done} epoch(s).{resume}")
+
+
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_run(run_id: str, runs_dir: str | os.PathLike | None = None) -> dict:
-    """The run record (run.json) with "dir" added."""
-    path = run_dir(run_id, runs_dir)
+def parse_record(text: str, run_id: str) -> dict:
+    """A run.json text checked for this format version; RunError says what is wrong and what to do."""
     try:
-        record = json.loads((path / RECORD_NAME).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunError(f"run {run_id}: run.json cannot be read ({err}); delete the run or fix the file.") from None
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RunError(f"run {run_id}: run.json cannot be read ({err.msg} at line {err.lineno}, column "
+                       f"{err.colno}: truncated or damaged); delete the run or restore the file.") from None
     if not isinstance(record, dict):
-        raise RunError(f"run {run_id}: run.json is not a JSON object.")
-    return record | {"id": record.get("id") or run_id, "dir": str(path)}
+        raise RunError(f"run {run_id}: run.json cannot be read (it is not a JSON object); delete the run.")
+    version = record.get("format_version", 1)  # records written before the version field are version 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RunError(f"run {run_id}: run.json has an invalid format_version {version!r}.")
+    if version > RECORD_VERSION:
+        raise RunError(f"run {run_id} was written by a newer explorer (run-record format {version}; this one reads "
+                       f"format {RECORD_VERSION}): update explorer to read it. Nothing was changed.")
+    return record
 
 
-def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict]:
-    """Every readable run record, newest first. Unreadable folders come back with status "unreadable"."""
+def _load_record(path: Path) -> dict:
+    try:
+        text = (path / RECORD_NAME).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunError(f"no run {path.name!r} in {path.parent}; `python -m explorer runs` lists the runs there.") \
+            from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunError(f"run {path.name}: run.json cannot be read ({err}); delete the run or fix the file.") from None
+    return parse_record(text, path.name)
+
+
+def _shown(record: dict, path: Path, problems: list[str]) -> dict:
+    """The record as listings show it: id and dir filled in, the effective status and a message."""
+    shown = record | {"id": record.get("id") or path.name, "dir": str(path), "problems": list(problems)}
+    shown["status"] = effective_status(shown)
+    messages = [_interrupted_message(shown)] if shown["status"] == "interrupted" else []
+    messages += [shown["error"]] if shown.get("error") else []
+    shown["message"] = " ".join(messages + problems) or None
+    return shown
+
+
+def read_run(run_id: str, runs_dir: str | os.PathLike | None = None) -> dict:
+    """The run record (run.json) with "dir", the effective "status" and a "message" (None when all is well)."""
+    path = run_dir(run_id, runs_dir)
+    return _shown(_load_record(path), path, [])
+
+
+class _Cached:
+    """One run folder's record and event problems, re-read only when its files change."""
+
+    def __init__(self, path: Path):
+        self.path, self.record_key, self.events_size = path, None, -1
+        self.record: dict | None = None
+        self.error: str | None = None
+        self.reader = EventReader(path / EVENTS_NAME)
+        self.problems: list[str] = []
+
+    def refresh(self, check_events: bool) -> dict:
+        self._refresh_record()
+        if check_events:
+            self._refresh_events()
+        if self.record is None:
+            return {"id": self.path.name, "name": self.path.name, "status": "unreadable", "error": self.error,
+                    "message": self.error, "dir": str(self.path), "problems": []}
+        return _shown(self.record, self.path, self.problems)
+
+    def _refresh_record(self) -> None:
+        try:
+            stat = (self.path / RECORD_NAME).stat()
+        except OSError:
+            stat = None
+        key = (stat.st_mtime_ns, stat.st_size) if stat else None
+        if key == self.record_key:
+            return
+        self.record_key = key
+        try:
+            self.record, self.error = _load_record(self.path), None
+        except RunError as err:
+            self.record, self.error = None, str(err)
+
+    def _refresh_events(self) -> None:
+        try:
+            size = (self.path / EVENTS_NAME).stat().st_size
+        except OSError:
+            size = 0
+        if size < self.events_size:  # rewritten from scratch: read it again from the start
+            self.reader, self.problems = EventReader(self.path / EVENTS_NAME), []
+        if size != self.events_size:
+            self.events_size = size
+            self.problems += self.reader.read()[1]
+
+
+_CACHE: dict[Path, _Cached] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def list_runs(runs_dir: str | os.PathLike | None = None, check_events: bool = True) -> list[dict]:
+    """Every run, newest first, each as read_run gives it. Unreadable runs come back with status "unreadable"
+    and a message; only files that changed since the last call are read again. `check_events` also scans each
+    run's events.jsonl (new lines only) for lines that do not parse, and adds them to the run's message."""
     root = _root(runs_dir)
     if not root.is_dir():
         return []
     records = []
-    for path in root.iterdir():
-        if not (path / RECORD_NAME).is_file() or path.name.startswith("."):
-            continue
-        try:
-            records.append(read_run(path.name, root))
-        except RunError as err:
-            records.append({"id": path.name, "name": path.name, "status": "unreadable", "error": str(err),
-                            "dir": str(path)})
+    with _CACHE_LOCK:
+        seen = set()
+        for entry in os.scandir(root):
+            path = Path(entry.path).resolve()
+            if entry.name.startswith(".") or not (path / RECORD_NAME).is_file():
+                continue
+            seen.add(path)
+            cached = _CACHE.get(path) or _CACHE.setdefault(path, _Cached(path))
+            records.append(cached.refresh(check_events))
+        for path in [p for p in _CACHE if p.parent == root.resolve() and p not in seen]:
+            del _CACHE[path]  # deleted runs
     return sorted(records, key=lambda r: (str(r.get("created") or ""), r["id"]), reverse=True)
 
 
+def active_runs(runs_dir: str | os.PathLike | None = None) -> list[str]:
+    """Ids of the runs queued or training now (in any process), newest first."""
+    return [r["id"] for r in list_runs(runs_dir, check_events=False) if r["status"] in ACTIVE_STATUSES]
+
+
 def read_events(run_id: str, runs_dir: str | os.PathLike | None = None, types: Collection[str] | None = None
-                ) -> list[dict]:
-    """The run's events in order; a half-written last line (the run is still writing) is skipped."""
-    path = run_dir(run_id, runs_dir) / EVENTS_NAME
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as err:
-        raise RunError(f"run {run_id}: events.jsonl cannot be read ({err}).") from None
-    events = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(event, dict) and (types is None or event.get("type") in types):
-            events.append(event)
-    return events
+                ) -> list[Event]:
+    """The run's events in order (typed); a half-written last line (the run is still writing) is skipped."""
+    events, _ = EventReader(run_dir(run_id, runs_dir) / EVENTS_NAME).read()
+    return [e for e in events if types is None or e.type in types]
 
 
-def epoch_curves(events: Iterable[dict]) -> pd.DataFrame:
-    """One row per epoch event (later events for the same epoch win: a resumed run may repeat one)."""
-    rows = {}
-    for event in events:
-        if event.get("type") == "epoch" and "epoch" in event:
-            rows[event["epoch"]] = {c: event.get(c) for c in CURVE_COLUMNS}
-    frame = pd.DataFrame(list(rows.values()), columns=CURVE_COLUMNS)
-    return frame.sort_values("epoch").reset_index(drop=True)
+def read_history(run_id: str, runs_dir: str | os.PathLike | None = None) -> History:
+    """The fold of a run's events; lines that do not parse are listed in `problems`."""
+    events, problems = EventReader(run_dir(run_id, runs_dir) / EVENTS_NAME).read()
+    history = fold(events)
+    history.problems += problems
+    return history
+
+
+def _curves(history: History) -> pd.DataFrame:
+    return pd.DataFrame(history.curve_rows(), columns=CURVE_COLUMNS)
 
 
 def run_curves(run_id: str, runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -126,13 +274,13 @@ def run_curves(run_id: str, runs_dir: str | os.PathLike | None = None) -> pd.Dat
         try:
             record = read_run(current, runs_dir)
         except RunError:
-            break  # the parent was deleted: show what is left
+            break  # the parent was deleted or cannot be read: show what is left
         chain.append(current)
         current = record.get("resumed_from")
-    frames = [epoch_curves(read_events(rid, runs_dir)) for rid in reversed(chain)]
+    frames = [_curves(read_history(rid, runs_dir)) for rid in reversed(chain)]
     frames = [f for f in frames if not f.empty]
     if not frames:
-        return epoch_curves([])
+        return _curves(History())
     merged = pd.concat(frames, ignore_index=True)
     return merged.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
@@ -155,6 +303,7 @@ def table_row(record: dict) -> dict:
         "epochs": summary.get("epochs_done"), "wall_seconds": summary.get("wall_seconds"),
         "images_per_second": summary.get("images_per_second"), "device": record.get("device"),
         "data": record.get("data"), "created": record.get("created"), "resumed_from": record.get("resumed_from"),
+        "message": record.get("message"),
     }
 
 
@@ -269,8 +418,9 @@ def _cell(value: Any) -> str:
 
 
 def _check_not_active(run_id: str, record: dict, active: Collection[str], action: str) -> None:
-    if run_id in active:
-        raise RunError(f"run {run_id} is still {record.get('status', 'running')}; stop it before you {action} it.")
+    # The run's own process rewrites run.json while it is active: a change made now would be lost or raced.
+    if run_id in active or record["status"] in ACTIVE_STATUSES:
+        raise RunError(f"run {run_id} is still {record['status']}; stop it before you {action} it.")
 
 
 def rename_run(run_id: str, new_name: str, runs_dir: str | os.PathLike | None = None,
@@ -279,26 +429,32 @@ def rename_run(run_id: str, new_name: str, runs_dir: str | os.PathLike | None = 
     name = " ".join(str(new_name).split())
     if not name or len(name) > MAX_NAME_LENGTH:
         raise RunError(f"a run name needs 1 to {MAX_NAME_LENGTH} characters.")
-    record = read_run(run_id, runs_dir)
-    _check_not_active(run_id, record, active, "rename")
-    path = Path(record.pop("dir"))
+    path = run_dir(run_id, runs_dir)
+    record = _load_record(path)
+    _check_not_active(run_id, _shown(record, path, []), active, "rename")
     record["name"] = name
-    atomic_write_bytes(path / RECORD_NAME, json.dumps(record, indent=2).encode())
-    return record | {"dir": str(path)}
+    atomic_write_json(path / RECORD_NAME, record)
+    return read_run(run_id, runs_dir)
 
 
 def delete_run(run_id: str, runs_dir: str | os.PathLike | None = None, active: Collection[str] = ()) -> None:
     """Remove a run folder (record, events, checkpoint). The folder is first renamed so a half-done delete
-    never leaves a half run that is still listed."""
-    record = read_run(run_id, runs_dir)
+    never leaves a half run that is still listed. An unreadable run can be deleted too."""
+    path = run_dir(run_id, runs_dir)
+    try:
+        record = _shown(_load_record(path), path, [])
+    except RunError:
+        record = {"status": "unreadable"}  # a damaged record can still be deleted
     _check_not_active(run_id, record, active, "delete")
-    path = Path(record["dir"])
     trash = path.with_name(f".deleted-{path.name}")
     shutil.rmtree(trash, ignore_errors=True)
     os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+    (path.parent / ".logs" / f"{path.name}.log").unlink(missing_ok=True)
 
 
-__all__ = ["RunError", "default_runs_dir", "run_dir", "read_run", "list_runs", "read_events", "epoch_curves",
-           "run_curves", "runs_table", "table_row", "filter_runs", "pareto_frontier", "metrics_csv", "curves_csv",
-           "flatten_config", "config_diff", "rename_run", "delete_run", "TABLE_COLUMNS", "CURVE_COLUMNS"]
+__all__ = ["RunError", "RECORD_VERSION", "RECORD_NAME", "EVENTS_NAME", "RUNS_DIR_ENV", "default_runs_dir",
+           "check_run_id", "run_dir", "read_run", "parse_record", "list_runs", "active_runs", "read_events",
+           "read_history", "run_curves", "runs_table", "table_row", "filter_runs", "pareto_frontier", "metrics_csv",
+           "curves_csv", "flatten_config", "config_diff", "rename_run", "delete_run", "effective_status",
+           "owner_alive", "this_process", "TABLE_COLUMNS", "CURVE_COLUMNS"]

@@ -1,4 +1,4 @@
-"""Pure functions: cost tables and training events -> Plotly figures. No Streamlit here.
+"""Pure functions: cost tables and a run's History (explorer.store.events.fold) -> Plotly figures. No Streamlit.
 
 Live charts are redrawn about once a second and Streamlit re-serializes the whole figure each time, so
 traces are kept small (the batch-loss curve is thinned to at most MAX_POINTS points) and every figure
@@ -7,12 +7,10 @@ sets `uirevision` so a user's zoom survives the updates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import plotly.graph_objects as go
 
 from explorer.arch.cost import ModelCost
+from explorer.store.events import History
 
 MAX_POINTS = 1500
 OK_COLOR = "#2e9f5b"
@@ -103,84 +101,7 @@ def budget_gauge(params: int, budget: int) -> go.Figure:
 # --- training ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class TrainingHistory:
-    """What the live charts need, gathered from a run's events (see the run-record contract)."""
-
-    status: str = "queued"
-    error: str | None = None
-    classes: list[str] = field(default_factory=list)
-    total_steps: int = 0
-    started_time: float | None = None
-    last_time: float | None = None
-    device: str | None = None
-    steps: list[int] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    epochs: list[int] = field(default_factory=list)
-    epoch_end_steps: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    train_accuracy: list[float] = field(default_factory=list)
-    test_loss: list[float] = field(default_factory=list)
-    test_accuracy: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    images_per_second: list[float] = field(default_factory=list)
-    per_class: dict[str, float] = field(default_factory=dict)
-    baseline_accuracy: float | None = None
-    baseline_per_class: dict[str, float] = field(default_factory=dict)
-    summary: dict = field(default_factory=dict)
-
-    @property
-    def step(self) -> int:
-        return self.steps[-1] if self.steps else 0
-
-    @property
-    def ended(self) -> bool:
-        return self.status in ("finished", "stopped", "failed")
-
-
-_END_STATUS = {"finished": "finished", "stopped": "stopped", "failed": "failed"}
-
-
-def _apply_epoch(history: TrainingHistory, event: dict) -> None:
-    history.epochs.append(int(event["epoch"]))
-    history.epoch_end_steps.append(history.step)
-    history.train_loss.append(float(event.get("train_loss", float("nan"))))
-    history.train_accuracy.append(float(event.get("train_accuracy", float("nan"))))
-    history.test_loss.append(float(event.get("test_loss", float("nan"))))
-    history.test_accuracy.append(float(event.get("test_accuracy", float("nan"))))
-    history.seconds.append(float(event.get("seconds", 0.0)))
-    history.images_per_second.append(float(event.get("images_per_second", 0.0)))
-    history.per_class = dict(event.get("per_class") or {})
-
-
-def history_from_events(events: list[dict[str, Any]], history: TrainingHistory | None = None) -> TrainingHistory:
-    """Fold events into a TrainingHistory; pass the previous history to add only the new events."""
-    history = history if history is not None else TrainingHistory()
-    for event in events:
-        kind = event.get("type")
-        history.last_time = event.get("time", history.last_time)
-        if kind == "started":
-            history.status = "running"
-            history.started_time = event.get("time")
-            history.classes = list(event.get("classes") or [])
-            history.total_steps = int(event.get("total_steps") or 0)
-            history.device = event.get("device")
-        elif kind == "baseline":
-            history.baseline_accuracy = float(event["test_accuracy"])
-            history.baseline_per_class = dict(event.get("per_class") or {})
-        elif kind == "batch":
-            history.steps.append(int(event["step"]))
-            history.losses.append(float(event["loss"]))
-        elif kind == "epoch":
-            _apply_epoch(history, event)
-        elif kind in _END_STATUS:
-            history.status = _END_STATUS[kind]
-            history.summary = dict(event.get("summary") or {})
-            history.error = event.get("error")
-    return history
-
-
-def progress(history: TrainingHistory, now: float) -> tuple[float, float | None]:
+def progress(history: History, now: float) -> tuple[float, float | None]:
     """(fraction done in [0, 1], seconds left or None) from the step count and the time since 'started'."""
     if history.status == "finished":
         return 1.0, 0.0
@@ -208,7 +129,7 @@ def _axis(title: str, **options) -> dict:
     return dict(title=dict(text=title), **options)
 
 
-def loss_figure(history: TrainingHistory, revision: str = "run") -> go.Figure:
+def loss_figure(history: History, revision: str = "run") -> go.Figure:
     """Training loss every N batches, with the test loss at each epoch's end."""
     xs, ys = thin(history.steps, history.losses)
     traces = [go.Scatter(x=xs, y=ys, mode="lines", name="train loss (batches)", line_color=TRAIN_COLOR)]
@@ -231,12 +152,16 @@ def _baseline_line(accuracy: float) -> dict:
     )
 
 
-def accuracy_figure(history: TrainingHistory, revision: str = "run") -> go.Figure:
+def _percent(values: list[float | None]) -> list[float | None]:
+    return [None if v is None else 100 * v for v in values]
+
+
+def accuracy_figure(history: History, revision: str = "run") -> go.Figure:
     """Train and test accuracy per epoch (percent), with the random-init baseline as a dashed line."""
     traces = [
-        go.Scatter(x=history.epochs, y=[100 * a for a in history.train_accuracy], mode="lines+markers",
+        go.Scatter(x=history.epochs, y=_percent(history.train_accuracy), mode="lines+markers",
                    name="train", line_color=TRAIN_COLOR),
-        go.Scatter(x=history.epochs, y=[100 * a for a in history.test_accuracy], mode="lines+markers",
+        go.Scatter(x=history.epochs, y=_percent(history.test_accuracy), mode="lines+markers",
                    name="test", line_color=TEST_COLOR),
     ]
     layout = _base_layout("Accuracy", revision=revision) | dict(
@@ -246,7 +171,7 @@ def accuracy_figure(history: TrainingHistory, revision: str = "run") -> go.Figur
     return go.Figure(data=traces, layout=layout)
 
 
-def per_class_figure(history: TrainingHistory, revision: str = "run") -> go.Figure:
+def per_class_figure(history: History, revision: str = "run") -> go.Figure:
     """Test accuracy per class after the latest epoch, next to the random-init baseline."""
     classes = history.classes or list(history.per_class or history.baseline_per_class)
     traces = []
@@ -264,7 +189,7 @@ def per_class_figure(history: TrainingHistory, revision: str = "run") -> go.Figu
     return go.Figure(data=traces, layout=layout)
 
 
-def epoch_seconds_figure(history: TrainingHistory, revision: str = "run") -> go.Figure:
+def epoch_seconds_figure(history: History, revision: str = "run") -> go.Figure:
     """Wall seconds per epoch, with images/s in the hover."""
     bars = go.Bar(x=history.epochs, y=history.seconds, name="seconds", marker_color=TRAIN_COLOR,
                   customdata=history.images_per_second,
@@ -274,7 +199,7 @@ def epoch_seconds_figure(history: TrainingHistory, revision: str = "run") -> go.
     return go.Figure(data=[bars], layout=layout)
 
 
-def training_figures(history: TrainingHistory, revision: str = "run") -> dict[str, go.Figure]:
+def training_figures(history: History, revision: str = "run") -> dict[str, go.Figure]:
     """The four live charts by name."""
     return {
         "loss": loss_figure(history, revision),

@@ -15,8 +15,9 @@ import numpy as np
 import streamlit as st
 
 from explorer.errors import ExplorerError
+from explorer.store import settings
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, find_checkpoints, load_checkpoint
-from explorer.store.runs import RECORD_NAME, default_runs_dir
+from explorer.store.runs import RECORD_NAME, list_runs
 from explorer.ui import eval_charts
 from explorer.ui.format import human
 
@@ -32,30 +33,25 @@ RESUME_MESSAGE = "ckpt.resume_message"
 OTHER_SOURCE = "other…"
 KINDS = ("Saved checkpoint", "Upload a file")
 GALLERY_SIZE = 24
-DATA_DIR = "data"
 
 
 # ----------------------------------------------------------------------------------------------- choosing
 
 
 def checkpoint_options(runs_dir: Path) -> dict[str, str]:
-    """Checkpoint path -> label ("name · best acc · run id"), newest first."""
-    options = {}
-    for path in find_checkpoints(runs_dir):
-        options[str(path)] = _checkpoint_label(path)
-    return options
+    """Checkpoint path -> label ("name · best acc · status · run id"), newest first."""
+    records = {r["id"]: r for r in list_runs(runs_dir, check_events=False)}  # cached by file times
+    return {str(path): _checkpoint_label(path, records.get(path.parent.name) or {})
+            for path in find_checkpoints(runs_dir)}
 
 
-def _checkpoint_label(path: Path) -> str:
-    record_file = path.parent / RECORD_NAME
-    try:
-        record = json.loads(record_file.read_text()) if record_file.is_file() else {}
-    except (OSError, ValueError):
-        record = {}
+def _checkpoint_label(path: Path, record: dict) -> str:
     name = record.get("name") or record.get("preset") or path.parent.name
     best = (record.get("summary") or {}).get("best_test_accuracy")
-    parts = [str(name)] + ([f"best {best:.1%}"] if isinstance(best, (int, float)) else []) + [path.parent.name]
-    return " · ".join(parts)
+    status = record.get("status")
+    parts = [str(name)] + ([f"best {best:.1%}"] if isinstance(best, (int, float)) else [])
+    parts += [status] if status in ("running", "stopped", "interrupted") else []
+    return " · ".join(parts + [path.parent.name])
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -78,7 +74,7 @@ def _pick_checkpoint() -> tuple[LoadedCheckpoint | None, str | None]:
             return None, None
         data = upload.getvalue()
         return _load_or_error(lambda: _load_uploaded(data)), f"upload:{hashlib.sha256(data).hexdigest()[:16]}"
-    runs_dir = default_runs_dir()
+    runs_dir = settings.default_runs_dir()
     options = checkpoint_options(runs_dir)
     if not options:
         st.info(f"No checkpoints in `{runs_dir}` yet: train a network in the Train tab, or upload a file.")
@@ -175,7 +171,7 @@ def _run_evaluation(loaded: LoadedCheckpoint, source: str, tta: bool) -> dict:
     from explorer.engine.data import load_dataset
     from explorer.engine.evaluate import evaluate_checkpoint
 
-    dataset = load_dataset(source, DATA_DIR)
+    dataset = load_dataset(source, settings.default_data_dir())
     evaluation = evaluate_checkpoint(loaded, dataset, tta_flip=tta, misclassified_limit=GALLERY_SIZE)
     # Keep the few misclassified images themselves (H x W x C uint8) so the gallery needs no dataset later.
     images = [dataset.test_x[m["index"]].permute(1, 2, 0).numpy().copy() for m in evaluation.misclassified]
@@ -250,6 +246,9 @@ def _resume_section(loaded: LoadedCheckpoint) -> None:
     if run_id is None:
         return
     st.subheader("Resume training")
+    record = next((r for r in list_runs(settings.default_runs_dir(), check_events=False) if r["id"] == run_id), {})
+    if record.get("status") == "interrupted":
+        st.warning(record.get("message") or "This run was interrupted.")
     left, right = st.columns([1, 2])
     epochs = left.number_input("More epochs", 1, 1000, value=2, step=1, key=RESUME_EPOCHS)
     right.write("")
@@ -263,13 +262,15 @@ def _resume_section(loaded: LoadedCheckpoint) -> None:
 def _start_resume(loaded: LoadedCheckpoint, run_id: str, epochs: int) -> str:
     """Start a new run that continues `run_id` (its weights and optimizer state) for `epochs` epochs."""
     from explorer.engine.config import TrainConfig
+    from explorer.store.runner import RunSpec
     from explorer.ui import train_panel
 
     train = TrainConfig.from_dict(loaded.meta.get("train") or {}).replace(epochs=epochs)
+    spec = RunSpec(loaded.arch, train, loaded.meta.get("data") or "synthetic",
+                   name=f"{_run_name(loaded, run_id)} +{epochs}", resume_from=run_id)
     try:
-        new_id = train_panel.current_manager().start(loaded.arch, train, loaded.meta.get("data") or "synthetic",
-                                                     name=f"{_run_name(loaded, run_id)} +{epochs}",
-                                                     resume_from=run_id)
+        with st.spinner("Starting the run process…"):
+            new_id = train_panel.current_runner().start(spec)
     except ExplorerError as err:
         return f"Cannot resume: {err}"
     train_panel.attach(new_id)  # watch it in the Train tab, as if it had been started there

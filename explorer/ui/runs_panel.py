@@ -11,8 +11,8 @@ import streamlit as st
 
 from explorer.arch.cost import DEFAULT_BUDGET
 from explorer.errors import ExplorerError
+from explorer.store.events import ACTIVE_STATUSES
 from explorer.store.runs import (
-    ACTIVE_STATUSES,
     config_diff,
     curves_csv,
     default_runs_dir,
@@ -53,17 +53,22 @@ COLUMN_CONFIG = {
     "images_per_second": st.column_config.NumberColumn("img/s", format="%.0f"),
 }
 SHOWN_COLUMNS = ["name", "preset", "status", "params", "flops", "best_test_accuracy", "final_test_accuracy",
-                 "epochs", "wall_seconds", "images_per_second", "device", "data", "created", "id"]
+                 "epochs", "wall_seconds", "images_per_second", "device", "data", "created", "id", "message"]
 
 
 def _active_run_ids(table: pd.DataFrame) -> set[str]:
-    """Runs a job may still be writing: the job manager's list when there is one, else the recorded status."""
-    try:
-        from explorer.ui.train_panel import current_manager
+    """Runs whose process may still write their folder (the listing's status already checks the owner)."""
+    return set(table.loc[table["status"].isin(ACTIVE_STATUSES), "id"])
 
-        return set(current_manager().active())
-    except ImportError:  # no training engine in this build
-        return set(table.loc[table["status"].isin(ACTIVE_STATUSES), "id"])
+
+def _problems(table: pd.DataFrame) -> None:
+    """One line per run that needs attention (unreadable record, bad event line, interrupted): the rest list."""
+    # A failed run's message is its error, already in the table; these others ask for an action.
+    flagged = table[table["message"].notna() & (table["status"] != "failed")]
+    for row in flagged.head(10).itertuples():
+        st.warning(f"**{row.id}** ({row.status}): {row.message}")
+    if len(flagged) > 10:
+        st.caption(f"… and {len(flagged) - 10} more (see the message column).")
 
 
 def _labels(table: pd.DataFrame) -> dict[str, str]:
@@ -89,6 +94,7 @@ def _table_section(table: pd.DataFrame) -> pd.DataFrame:
     st.dataframe(shown[SHOWN_COLUMNS], key="runs.table", hide_index=True, column_config=COLUMN_CONFIG,
                  width="stretch")
     st.caption(f"{len(shown)} of {len(table)} runs · click a column header to sort")
+    _problems(table)
     st.download_button("Metrics (CSV)", metrics_csv(shown), "runs.csv", "text/csv", key="runs.download_csv",
                        on_click="ignore")
     return shown
