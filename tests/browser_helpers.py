@@ -58,11 +58,12 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> No
 
 
 @contextlib.contextmanager
-def running_app(runs_dir: Path, work_dir: Path) -> Iterator[str]:
-    """A headless `streamlit run streamlit_app.py` using `runs_dir`, stopped afterwards; yields its URL."""
+def running_app(runs_dir: Path, work_dir: Path, app_root: Path = ROOT) -> Iterator[str]:
+    """A headless `streamlit run streamlit_app.py` using `runs_dir`, stopped afterwards; yields its URL.
+    `app_root` is the checkout whose app runs (the benchmark compares two)."""
     port = _free_port()
     env = dict(os.environ, EXPLORER_RUNS_DIR=str(runs_dir), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+    command = [sys.executable, "-m", "streamlit", "run", str(Path(app_root) / "streamlit_app.py"),
                "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
                "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"]
     with (work_dir / "streamlit.log").open("w") as log:
@@ -94,3 +95,12 @@ def opened_page(url: str, height: int) -> Iterator:
         page.wait_for_selector(IDLE)
         yield page
         browser.close()
+
+
+def go_to(page, title: str):
+    """Open the app page `title` from the top navigation; returns the main area once the page is idle."""
+    page.locator("[data-testid='stTopNavLink']").filter(has_text=title).click()
+    page.locator("[data-testid='stTopNavLink'][aria-current='page']").filter(has_text=title).wait_for()
+    page.wait_for_timeout(200)  # let the page's rerun start before waiting for idle
+    page.wait_for_selector(IDLE)
+    return page.locator("[data-testid='stMain']")

@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from explorer import PRESETS, model_cost
+from explorer.engine.recipes import RECIPES
 from explorer.ui import state as keys
 from explorer.ui import train_state as train_keys
 from explorer.ui.train_panel import HISTORY, RUN_ID
@@ -35,8 +36,20 @@ def params_shown(at: AppTest) -> str:
 
 
 def gauge_spec(at: AppTest) -> dict:
-    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    return next(s for s in specs if any(trace["type"] == "indicator" for trace in s["data"]))
+    """The budget gauge's Vega-Lite layer that draws the parameter bar."""
+    specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    gauge = next(s for s in specs if "params vs budget" in s.get("title", {}).get("text", ""))
+    return next(layer for layer in gauge["layer"] if "params" in layer["data"]["values"][0])
+
+
+TRAIN_PAGE = "explorer/ui/pages/train.py"
+
+
+def open_train(at: AppTest) -> AppTest:
+    """Switch to the Train page (each page runs only its own panel)."""
+    at.switch_page(TRAIN_PAGE).run()
+    assert not at.exception
+    return at
 
 
 # --- pure state helpers ----------------------------------------------------------------------------------
@@ -96,10 +109,9 @@ def test_preset_picker_switches_and_over_budget_is_red(app):
     assert params_shown(app) == "267,530"
     assert app.number_input(key=keys.block_key(1, "out_channels")).value == 32
     assert "over the budget" in app.warning[0].value
-    spec = gauge_spec(app)
-    indicator = next(t for t in spec["data"] if t["type"] == "indicator")
-    assert indicator["value"] == 267_530
-    assert indicator["gauge"]["bar"]["color"] == "#d62728"
+    bar = gauge_spec(app)
+    assert bar["data"]["values"][0]["params"] == 267_530
+    assert bar["mark"]["color"] == "#d62728"
     app.selectbox(key=keys.PRESET).set_value("tutorial").run()
     assert params_shown(app) == "62,006"
     assert not app.warning
@@ -155,7 +167,7 @@ def test_torchinfo_table_and_layer_table_are_shown(app):
 
 
 def fake_run_events(end: str | None = "finished") -> list[dict]:
-    """Two epochs of two logged batches each, as explorer/jobs.py writes them."""
+    """Two epochs of two logged batches each, as a run process writes them."""
     events = [{"type": "started", "time": 10.0, "device": "cpu", "classes": ["a", "b"], "total_steps": 4,
                "params": 100, "flops": 200, "input_shape": [3, 32, 32], "config": {}},
               {"type": "baseline", "time": 11.0, "test_loss": 0.7, "test_accuracy": 0.5,
@@ -177,16 +189,24 @@ def fake_run_events(end: str | None = "finished") -> list[dict]:
 
 
 def live_script(events: list[dict], now: float) -> None:
-    """An app whose only content is the Train tab's fragment body, fed by a stand-in JobManager."""
+    """An app whose only content is the Train tab's fragment body, fed by a stand-in Runner."""
     import streamlit as st
 
+    from explorer.store.events import parse_event
     from explorer.ui.train_panel import live_view
 
-    class Manager:
-        def events(self, run_id: str, since: int = 0) -> list[dict]:
-            return events[since:]
+    class Reader:
+        def read(self):
+            return [parse_event(e) for e in events], []
 
-    st.session_state["history"] = live_view(Manager(), "run-1", now=now)
+    class Runner:
+        def reader(self, run_id: str) -> Reader:
+            return Reader()
+
+        def status(self, run_id: str) -> dict:
+            return {"id": run_id, "status": "running"}
+
+    st.session_state["history"] = live_view(Runner(), "run-1", now=now)
 
 
 def test_live_view_of_a_running_run_shows_progress_and_four_charts():
@@ -245,7 +265,7 @@ def test_recipe_values_round_trip(name):
     assert train_state.train_from_values(state) == RECIPES[name]
 
 
-# --- the Train tab with the real JobManager ------------------------------------------------------------------
+# --- the Train tab with the real Runner (runs are processes) ------------------------------------------
 
 
 def wait_for_status(at: AppTest, wanted: set[str], timeout: float = 120.0) -> str:
@@ -262,6 +282,7 @@ def wait_for_status(at: AppTest, wanted: set[str], timeout: float = 120.0) -> st
 
 
 def test_a_tiny_run_started_from_the_train_tab_finishes(app, runs_dir, image_folder_factory):
+    open_train(app)
     folder = image_folder_factory("tiny", per_class=8)  # 3 classes of 28x28 RGB images
     app.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
     app.text_input(key=train_keys.FOLDER).input(str(folder)).run()
@@ -280,7 +301,9 @@ def test_a_tiny_run_started_from_the_train_tab_finishes(app, runs_dir, image_fol
     record = json.loads((runs_dir / run_id / "run.json").read_text())
     assert record["status"] == "finished" and record["name"] == "tiny from the app"
     assert record["data"] == f"folder:{folder}" and record["num_classes"] == 3
-    assert record["preset"] == "study-bn" and record["recipe"] is None
+    # Edited settings are recorded as the recipe they started from plus the flags that changed (the command).
+    assert record["preset"] == "study-bn" and record["recipe"] == "fast"
+    assert record["command"][record["command"].index("--epochs") + 1] == "2"
     assert record["train"]["epochs"] == 2 and record["train"]["batch_size"] == 8
     status = next(m.value for m in app.markdown if "run `" in m.value)
     assert "finished" in status and run_id in status
@@ -296,6 +319,7 @@ def test_a_tiny_run_started_from_the_train_tab_finishes(app, runs_dir, image_fol
 
 
 def test_a_tiny_synthetic_run_finishes(app, runs_dir):
+    open_train(app)
     # The defaults a new user sees (synthetic data, the study's final net, the "fast" recipe), made tiny.
     app.number_input(key=train_keys.SYNTHETIC_SIZE).set_value(200)
     app.number_input(key=train_keys.key("epochs")).set_value(1).run()
@@ -310,6 +334,7 @@ def test_a_tiny_synthetic_run_finishes(app, runs_dir):
 
 
 def test_stop_ends_a_run_within_a_batch(app, runs_dir):
+    open_train(app)
     app.number_input(key=train_keys.key("epochs")).set_value(200)
     app.number_input(key=train_keys.key("batch_size")).set_value(16).run()
     app.button(key="train.start").click().run()
@@ -321,6 +346,7 @@ def test_stop_ends_a_run_within_a_batch(app, runs_dir):
 
 
 def test_the_url_reattaches_a_run(app, runs_dir, image_folder_factory):
+    open_train(app)
     folder = image_folder_factory("reattach", per_class=4)
     app.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
     app.text_input(key=train_keys.FOLDER).input(str(folder)).run()
@@ -332,12 +358,14 @@ def test_the_url_reattaches_a_run(app, runs_dir, image_folder_factory):
     fresh = AppTest.from_file(APP, default_timeout=60)
     fresh.query_params["run"] = run_id
     fresh.run()
+    open_train(fresh)
     assert not fresh.exception
     assert fresh.session_state[RUN_ID] == run_id
     assert fresh.session_state[HISTORY]["history"].status == "finished"
 
 
 def test_bad_folder_shows_an_error(app, tmp_path):
+    open_train(app)
     app.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
     app.text_input(key=train_keys.FOLDER).input(str(tmp_path / "nowhere")).run()
     assert not app.exception
@@ -345,6 +373,7 @@ def test_bad_folder_shows_an_error(app, tmp_path):
 
 
 def test_estimate_gives_seconds_per_epoch_and_the_epochs_that_fit(app, image_folder_factory):
+    open_train(app)
     from explorer.ui.train_panel import ESTIMATE, time_budget_message
 
     folder = image_folder_factory("estimate", per_class=8)
@@ -379,6 +408,7 @@ def test_a_stale_run_link_is_dropped_without_an_error(runs_dir):
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["run"] = "no-such-run"
     at.run()
+    open_train(at)
     assert not at.exception and not at.error
     assert any("no-such-run is no longer" in i.value for i in at.info)
     assert RUN_ID not in at.session_state
@@ -386,6 +416,7 @@ def test_a_stale_run_link_is_dropped_without_an_error(runs_dir):
 
 
 def test_a_failing_run_shows_why(app):
+    open_train(app)
     # A huge learning rate makes the loss blow up: the run fails and the tab says why, with no traceback.
     app.number_input(key=train_keys.SYNTHETIC_SIZE).set_value(200)
     app.number_input(key=train_keys.key("lr")).set_value(100.0)
@@ -396,3 +427,84 @@ def test_a_failing_run_shows_why(app):
     assert not app.exception
     message = app.error[0].value
     assert message.startswith("The run failed:") and "learning rate" in message
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_run_without_a_gpu_is_an_error_on_the_train_page(runs_dir):
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("explorer/ui/pages/train.py").run()
+    at.session_state[train_keys.key("device")] = "cuda"
+    at.button(key="train.start").click().run()
+    assert not at.exception
+    assert any("no CUDA GPU" in e.value for e in at.error)
+    assert RUN_ID not in at.session_state and list(runs_dir.iterdir()) == []
+
+
+# --- pages and the design in the URL ---------------------------------------------------------------------------
+
+
+def test_each_page_runs_only_its_own_panel(app):
+    assert params_shown(app) == "164,310"
+    app.switch_page("explorer/ui/pages/runs.py").run()
+    assert not app.exception
+    assert not app.metric  # the Architecture page did not run
+    assert app.selectbox(key=keys.PRESET).value == "study-bn"  # the sidebar is shared
+    with pytest.raises(KeyError):
+        app.number_input(key=train_keys.key("epochs"))
+    open_train(app)
+    assert app.number_input(key=train_keys.key("epochs")).value == RECIPES["fast"].epochs
+
+
+def test_train_settings_survive_a_visit_to_another_page(app):
+    open_train(app)
+    app.number_input(key=train_keys.key("epochs")).set_value(9).run()
+    app.switch_page("explorer/ui/pages/architecture.py").run()
+    app.number_input(key=keys.block_key(1, "out_channels")).set_value(30).run()
+    open_train(app)
+    assert app.number_input(key=train_keys.key("epochs")).value == 9
+    assert app.selectbox(key=train_keys.RECIPE).value == "custom"
+
+
+def test_the_url_follows_the_edits_and_reopens_the_same_design(app):
+    assert not any(k in app.query_params for k in ("preset", "recipe", "d"))  # the defaults: a bare URL
+    app.selectbox(key=keys.PRESET).set_value("tutorial").run()
+    app.number_input(key=keys.block_key(1, "out_channels")).set_value(9).run()
+    open_train(app)
+    app.number_input(key=train_keys.key("epochs")).set_value(7).run()
+    link = {k: app.query_params[k] for k in ("preset", "recipe", "d") if k in app.query_params}
+    assert link["preset"] in ("tutorial", ["tutorial"]) and "d" in link
+    st.cache_data.clear()
+    other = AppTest.from_file(APP, default_timeout=60)  # another browser, another machine: only the URL travels
+    for k, v in link.items():
+        other.query_params[k] = v[-1] if isinstance(v, list) else v
+    other.run()
+    assert not other.exception and not other.warning
+    conv = (dataclasses.replace(PRESETS["tutorial"].conv[0], out_channels=9), PRESETS["tutorial"].conv[1])
+    assert params_shown(other) == f"{model_cost(dataclasses.replace(PRESETS['tutorial'], conv=conv)).params:,}"
+    assert other.selectbox(key=keys.PRESET).value == "custom"
+    open_train(other)
+    assert other.number_input(key=train_keys.key("epochs")).value == 7
+
+
+def test_a_preset_link_opens_that_preset():
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["preset"] = "tutorial"
+    at.run()
+    assert not at.exception and not at.warning
+    assert params_shown(at) == "62,006" and at.selectbox(key=keys.PRESET).value == "tutorial"
+
+
+@pytest.mark.parametrize("link", [{"d": "garbage"}, {"preset": "no-such-net"}, {"d": "j" + "A" * 50_000}])
+def test_a_bad_link_shows_a_warning_and_the_defaults(link):
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in link.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception and not at.error
+    assert at.warning[0].value.startswith("This link's design cannot be read")
+    assert params_shown(at) == "164,310"
+    assert not any(k in at.query_params for k in ("preset", "d"))  # the bad link is replaced by the defaults'

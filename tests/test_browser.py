@@ -10,7 +10,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from browser_helpers import BROWSER_MARKS, IDLE, artifacts_path, opened_page, running_app
+from browser_helpers import (
+    BROWSER_MARKS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    artifacts_path,
+    go_to,
+    opened_page,
+    running_app,
+)
 
 pytestmark = BROWSER_MARKS
 
@@ -40,8 +49,8 @@ def metric_value(page, label: str) -> str:
 def test_default_preset_params_are_shown(page, artifacts_dir):
     assert metric_value(page, "Parameters") == "164,310"
     assert metric_value(page, "FLOPs / image") == "9.45 M"
-    page.wait_for_selector(".js-plotly-plot")
-    page.wait_for_timeout(500)  # let Plotly finish drawing before the picture
+    page.wait_for_selector(".vega-embed")
+    page.wait_for_timeout(500)  # let the charts finish drawing before the picture
     page.screenshot(path=str(artifacts_dir / "architecture.png"))
     assert (artifacts_dir / "architecture.png").stat().st_size > 10_000
 
@@ -80,7 +89,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def test_training_run_updates_live_and_survives_clicks(page, artifacts_dir):
-    page.get_by_role("tab", name="Train").click()
+    go_to(page, "Train")
     # 3 epochs of 32 batches of 64 synthetic images, the loss logged every batch: a short run with many updates.
     _set_number(page, "Epochs", 3)
     _set_number(page, "Batch size", 64)
@@ -90,15 +99,52 @@ def test_training_run_updates_live_and_survives_clicks(page, artifacts_dir):
     _wait_for(lambda: _loss_points(page) >= 2, 90, "the loss chart's first points")
     first_points, first_step = _loss_points(page), _step(page)
     _wait_for(lambda: _loss_points(page) > first_points, 60, "the loss chart to update")
-    # Mid-run: an architecture widget (a full rerun) and a tab switch there and back.
+    # Mid-run: an architecture widget (a full rerun) and a page switch there and back.
     status = page.locator(".st-key-train-status [data-testid='stMarkdown']").first
     assert "finished" not in status.inner_text()
     page.get_by_label("Dropout on conv blocks too").check(force=True)
     page.wait_for_selector(IDLE)
-    page.get_by_role("tab", name="Architecture").click()
-    page.get_by_role("tab", name="Train").click()
+    go_to(page, "Architecture")
+    go_to(page, "Train")
     _wait_for(lambda: _step(page) > first_step, 60, "the run to go on after the clicks")
     _wait_for(lambda: "finished" in status.inner_text(), 180, "the run to finish")
     assert _progress_text(page).startswith("step") and "(100%)" in _progress_text(page)
     page.wait_for_timeout(800)
     page.screenshot(path=str(artifacts_dir / "train.png"), full_page=True)
+
+
+def test_a_copied_link_opens_the_same_design(app_url):
+    """The URL follows the edits; pasted into another browser it opens the same network, on the same page."""
+    from playwright.sync_api import sync_playwright
+
+    with opened_page(app_url + "/?preset=tutorial", height=900) as page:
+        assert metric_value(page, "Parameters") == "62,006"
+        _set_number(page, "fc1 units", 100)
+        page.wait_for_function("() => location.search.includes('d=')")
+        expected = metric_value(page, "Parameters")
+        before = page.evaluate("() => location.search")
+        go_to(page, "Train")
+        _set_number(page, "Epochs", 7)
+        page.wait_for_function("(before) => location.search.includes('d=') && location.search !== before"
+                               " && location.pathname.endsWith('/train')", arg=before)
+        link = page.url
+    assert expected != "62,006" and "preset=tutorial" in link
+    with sync_playwright() as playwright:  # a fresh browser: nothing but the link travels
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(link)
+        page.get_by_label("Epochs", exact=True).wait_for()
+        page.wait_for_selector(IDLE)
+        assert page.get_by_label("Epochs", exact=True).input_value() == "7"
+        go_to(page, "Architecture")
+        page.wait_for_selector("[data-testid='stMetricValue']")
+        assert metric_value(page, "Parameters") == expected
+        browser.close()
+
+
+def test_a_broken_link_shows_a_warning_and_the_defaults(app_url):
+    with opened_page(app_url + "/?d=zNOT-A-DESIGN", height=900) as page:
+        warning = page.locator("[data-testid='stAlertContentWarning']").first
+        assert "This link's design cannot be read" in warning.inner_text()
+        assert metric_value(page, "Parameters") == "164,310"
+        assert page.locator("[data-testid='stException']").count() == 0

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import BROWSER_MARKS, IDLE, artifacts_path, opened_page, running_app
+from browser_helpers import BROWSER_MARKS, IDLE, artifacts_path, go_to, opened_page, running_app
 from history_helpers import LARGE, SMALL, make_run
 
 from explorer.engine.data import load_dataset
@@ -54,9 +54,7 @@ def page(app_url):
 
 
 def open_tab(page, name: str):
-    page.get_by_role("tab", name=name, exact=True).click()
-    page.wait_for_selector(IDLE)
-    return page.locator("[role='tabpanel']:visible")
+    return go_to(page, name)
 
 
 def metric_value(panel, label: str) -> str:

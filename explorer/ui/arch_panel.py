@@ -9,7 +9,7 @@ from explorer.arch.config import ArchConfig
 from explorer.arch.cost import ModelCost, model_cost
 from explorer.arch.summary import SummaryTable, torchinfo_summary
 from explorer.errors import ConfigError
-from explorer.ui import charts
+from explorer.ui import arch_charts
 from explorer.ui.format import human, human_bytes
 from explorer.ui.state import Selection
 
@@ -35,6 +35,12 @@ SUMMARY_COLUMNS = {
 def cached_summary(cfg_json: str, input_shape: tuple[int, int, int], num_classes: int) -> SummaryTable:
     """torchinfo needs a forward pass (a few ms to ~100 ms): cache it per config, input and classes."""
     return torchinfo_summary(ArchConfig.from_json(cfg_json), input_shape, num_classes)
+
+
+def _lazy_expander(label: str, key: str):
+    """An expander whose body runs only while it is open: a closed one sends nothing to the browser, which then
+    neither renders the text on each rerun nor loads the code highlighter (1.5 MB of JavaScript)."""
+    return st.expander(label, key=key, on_change="rerun")
 
 
 def _height(frame: pd.DataFrame, limit: int = 640) -> int:
@@ -83,7 +89,10 @@ def _conventions(cost: ModelCost, summary: SummaryTable | None) -> None:
     bias_adds = cost.torchinfo_mult_adds - cost.macs
     torchinfo_line = (f"For this network torchinfo reports **{summary.mult_adds:,}** mult-adds "
                       f"= {cost.macs:,} MACs + {bias_adds:,} bias adds and BatchNorm terms." if summary else "")
-    with st.expander("How the counts are made (MAC, FLOP, torchinfo, and the study's counter)"):
+    with _lazy_expander("How the counts are made (MAC, FLOP, torchinfo, and the study's counter)",
+                        "arch.conventions") as section:
+        if not section.open:
+            return
         st.markdown(f"""
 - **MAC** = one multiply-accumulate. Conv: output elements × (input channels × kH × kW).
   Linear: inputs × outputs. This network: **{cost.macs:,} MACs** per image.
@@ -109,7 +118,9 @@ def _conventions(cost: ModelCost, summary: SummaryTable | None) -> None:
 
 def _layer_section(cost: ModelCost) -> None:
     st.subheader("Where the parameters and the FLOPs go")
-    st.plotly_chart(charts.cost_bars(cost), key="arch.cost_bars", config={"displayModeBar": False})
+    params, flops = st.columns(2)
+    params.vega_lite_chart(arch_charts.cost_bars_spec(cost, "params"), key="arch.params_bars")
+    flops.vega_lite_chart(arch_charts.cost_bars_spec(cost, "flops"), key="arch.flops_bars")
     table = layer_table(cost)
     st.dataframe(table, hide_index=True, column_config=LAYER_COLUMNS, key="arch.layers", height=_height(table))
 
@@ -132,7 +143,10 @@ def _summary_section(cfg: ArchConfig, selection: Selection) -> SummaryTable | No
 
 
 def _config_download(cfg: ArchConfig, selection: Selection) -> None:
-    with st.expander("Config JSON (for `python -m explorer stats --config FILE.json`)"):
+    label = "Config JSON (for `python -m explorer stats --config FILE.json`)"
+    with _lazy_expander(label, "arch.config_json") as section:
+        if not section.open:
+            return
         st.code(cfg.to_json(), language="json")
         st.download_button("Download config.json", cfg.to_json(), file_name=f"{selection.preset or 'custom'}.json",
                            mime="application/json", key="arch.download")
@@ -154,8 +168,7 @@ def render(selection: Selection) -> None:
     _metric_cards(cost)
     gauge, detail = st.columns([1, 2])
     with gauge:
-        st.plotly_chart(charts.budget_gauge(cost.params, cost.budget), key="arch.gauge",
-                        config={"displayModeBar": False})
+        st.vega_lite_chart(arch_charts.budget_spec(cost.params, cost.budget), key="arch.gauge")
     with detail:
         if not cost.within_budget:
             st.warning(f"{cost.params:,} parameters: {cost.params - cost.budget:,} over the budget of "

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.arch.config import (
-    ACTIVATIONS,
-    HEADS,
-    KERNELS,
-    MAX_CHANNELS,
-    MAX_CONV_BLOCKS,
-    MAX_FC_LAYERS,
-    MAX_UNITS,
-    PADDINGS,
-    POOLS,
-    STRIDES,
-)
+from explorer import schema
+from explorer.arch.config import ArchConfig, ConvBlock
 from explorer.arch.cost import fit_to_budget
 from explorer.errors import ConfigError
 from explorer.ui import state as keys
+from explorer.ui import widgets
 from explorer.ui.state import Selection
 
 FIT_ERROR = "arch.fit_error"
-# Keep a hidden block's values while the block count is lowered and raised again.
-PERSIST = {"persist_state": "page"}
-
-ACTIVATION_LABELS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "gelu": "GELU", "silu": "SiLU"}
-HEAD_LABELS = {"flatten": "flatten", "avgpool": "global avg pool", "maxpool": "global max pool"}
+# Keep a hidden block's values while the block count is lowered and raised again, on every page.
+PERSIST = {"persist_state": "session"}
 
 
 def _on_preset() -> None:
@@ -67,51 +55,44 @@ def _block_label(i: int) -> str:
 
 
 def _block_widgets(i: int) -> None:
-    key = keys.block_key
+    # One control per row, in the schema's order: the sidebar is too narrow for two side by side.
     with st.sidebar.expander(_block_label(i), expanded=False):
-        st.number_input("Out channels", 1, MAX_CHANNELS, step=1, key=key(i, "out_channels"),
-                        on_change=_on_edit, **PERSIST)
-        # One control per row: the sidebar is too narrow for two segmented controls side by side.
-        st.segmented_control("Kernel (k×k)", KERNELS, key=key(i, "kernel"), required=True, on_change=_on_edit,
-                             **PERSIST)
-        st.segmented_control("Padding", PADDINGS, key=key(i, "padding"), required=True, on_change=_on_edit,
-                             **PERSIST, help="'same' keeps H×W (pads k//2); 'valid' shrinks the map by k−1.")
-        st.segmented_control("Stride", STRIDES, key=key(i, "stride"), required=True, on_change=_on_edit,
-                             **PERSIST)
-        st.segmented_control("Pooling after (2×2)", POOLS, key=key(i, "pool"), required=True, on_change=_on_edit,
-                             **PERSIST)
-        st.checkbox("Residual (identity skip)", key=key(i, "residual"), on_change=_on_edit, **PERSIST,
-                    help="Adds the block's input to its output; needs equal widths, stride 1, padding 'same'.")
+        for name in keys.BLOCK_FIELDS:
+            widgets.draw(ConvBlock, name, keys.block_key(i, name), on_change=_on_edit, **PERSIST)
 
 
 def _conv_stage() -> None:
     st.sidebar.subheader("Conv stage")
-    st.sidebar.slider("Conv blocks", 1, MAX_CONV_BLOCKS, key=keys.N_CONV, on_change=_on_edit)
+    conv = schema.spec_of(ArchConfig, "conv")
+    st.sidebar.slider(conv.label, conv.min_items, conv.max_items, key=keys.N_CONV, on_change=_on_edit)
     for i in range(1, int(st.session_state[keys.N_CONV]) + 1):
         _block_widgets(i)
+
+
+def _group(name: str) -> list[str]:
+    """The scalar ArchConfig fields the schema puts in sidebar group `name`, in declaration order."""
+    return [s.name for s in schema.specs(ArchConfig) if s.group == name and s.name in keys.GLOBAL_FIELDS]
 
 
 def _classifier() -> None:
     sb = st.sidebar
     sb.subheader("Classifier")
-    sb.selectbox("Head", HEADS, key=keys.HEAD, on_change=_on_edit, format_func=HEAD_LABELS.get,
-                 help="flatten keeps every position; global pooling keeps one value per channel.")
-    sb.slider("Hidden FC layers", 0, MAX_FC_LAYERS, key=keys.N_FC, on_change=_on_edit)
+    for name in _group("classifier"):
+        widgets.draw(ArchConfig, name, keys.global_key(name), container=sb, on_change=_on_edit)
+    fc = schema.spec_of(ArchConfig, "fc")
+    sb.slider(fc.label, fc.min_items, fc.max_items, key=keys.N_FC, on_change=_on_edit)
     n_fc = int(st.session_state[keys.N_FC])
     columns = sb.columns(2) if n_fc else []
     for i in range(1, n_fc + 1):
-        columns[(i - 1) % 2].number_input(f"fc{i} units", 1, MAX_UNITS, step=1, key=keys.fc_key(i),
-                                          on_change=_on_edit, **PERSIST)
+        widgets.draw_item(ArchConfig, "fc", i, keys.fc_key(i), container=columns[(i - 1) % 2],
+                          on_change=_on_edit, **PERSIST)
 
 
 def _layer_options() -> None:
     sb = st.sidebar
     sb.subheader("Layers")
-    sb.selectbox("Activation", ACTIVATIONS, key=keys.ACTIVATION, on_change=_on_edit,
-                 format_func=ACTIVATION_LABELS.get)
-    sb.toggle("BatchNorm after every conv and hidden FC", key=keys.BATCHNORM, on_change=_on_edit)
-    sb.slider("Dropout rate (hidden FC layers)", 0.0, 0.9, step=0.05, key=keys.DROPOUT, on_change=_on_edit)
-    sb.checkbox("Dropout on conv blocks too", key=keys.DROPOUT_CONV, on_change=_on_edit)
+    for name in _group("layers"):
+        widgets.draw(ArchConfig, name, keys.global_key(name), container=sb, on_change=_on_edit)
 
 
 def _input_and_budget() -> None:
@@ -142,6 +123,12 @@ def render() -> Selection:
                       help="Scales every conv and FC width by one factor: the largest network within the budget.")
     if FIT_ERROR in state:
         st.sidebar.error(state[FIT_ERROR])
+    return selection()
+
+
+def selection() -> Selection:
+    """What the sidebar's values describe (each page asks after the app has drawn the sidebar)."""
+    state = st.session_state
     shape, classes = keys.input_from_values(state)
     preset = state[keys.PRESET] if state[keys.PRESET] != keys.CUSTOM else None
     try:

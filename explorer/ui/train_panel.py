@@ -1,39 +1,35 @@
 """The Train tab: dataset, recipe and training widgets, time estimate, Start/Stop, live progress and charts.
 
-Runs execute in the JobManager's threads (explorer/jobs.py), never in the script run: a widget click or a
-tab switch reruns the script but cannot touch the run. The manager comes from st.cache_resource, so every
-session shares it; the watched run id lives in st.session_state and in the URL (?run=ID), so a reloaded
-page re-attaches. The live area is an st.fragment that polls the run's events about once a second and
-stops polling (run_every=None) once the run has ended.
+A run is its own process (`python -m explorer train ...`, started by explorer.store.runner.Runner), never the
+script run or a thread of this server: a widget click, a tab switch or a restart of the server cannot touch it.
+The page only reads the run folder. The watched run id lives in st.session_state and in the URL (?run=ID), so
+a reloaded page re-attaches; runs still training are found by reading the runs folder, so a restarted server
+offers them too. The live area is an st.fragment that reads the new events about once a second and stops
+polling (run_every=None) once the run has ended. The command that reproduces the run is shown beside it.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import MutableMapping
 from typing import Any
 
 import streamlit as st
 
+from explorer import schema
 from explorer.arch.cost import model_cost
-from explorer.engine.config import (
-    AUGMENTATIONS,
-    DEVICES,
-    LOSSES,
-    NORMALIZATIONS,
-    OPTIMIZERS,
-    PRECISIONS,
-    SCHEDULES,
-    TrainConfig,
-)
+from explorer.engine.config import TrainConfig
 from explorer.engine.data import available_sources, load_dataset
 from explorer.engine.dataset import Dataset
+from explorer.engine.recipes import RECIPES
 from explorer.engine.train import estimate_epoch_seconds
 from explorer.errors import ConfigError, ExplorerError
-from explorer.store import runs
-from explorer.store.jobs import JobManager
-from explorer.ui import charts
+from explorer.store import settings
+from explorer.store.events import ACTIVE_STATUSES, History, fold
+from explorer.store.runner import Runner, RunSpec
+from explorer.ui import charts, widgets
 from explorer.ui import state as arch_keys
 from explorer.ui import train_state as keys
 from explorer.ui.format import duration
@@ -45,41 +41,37 @@ ESTIMATE = "train.estimate"
 DATA_ERROR = "train.data_error"
 START_ERROR = "train.start_error"
 POLL_SECONDS = 1.0
-DATA_DIR = "data"
 
-OPTIMIZER_LABELS = {"sgd": "SGD", "nesterov": "SGD + Nesterov", "adam": "Adam", "adamw": "AdamW",
-                    "adagrad": "Adagrad"}
-SCHEDULE_LABELS = {"constant": "constant", "step": "step", "cosine": "cosine", "onecycle": "one-cycle"}
-LOSS_LABELS = {"cross_entropy": "cross-entropy", "nll": "NLL (log-softmax)"}
-NORMALIZATION_LABELS = {"dataset": "per-channel (from the data)", "half": "0.5 / 0.5 (the study's)"}
+SETTINGS_COLUMNS = 4
+SETTINGS_GROUPS = ("optimization", "regularization", "run")  # rows in this order; a new group goes last
 # Material icons rather than emoji: they render without an emoji font (headless Chromium has none).
 STATUS_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/autorenew:",
                 "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
-                "failed": ":material/error:"}
+                "failed": ":material/error:", "interrupted": ":material/link_off:"}
 
 
 # --- shared objects ----------------------------------------------------------------------------------------
 
 
 @st.cache_resource(show_spinner=False)
-def job_manager(runs_dir: str) -> JobManager:
-    """One JobManager per runs directory, shared by every session of this server (it locks itself)."""
-    return JobManager(runs_dir)
+def runner(runs_dir: str, data_dir: str) -> Runner:
+    """One Runner per runs/data folder pair, shared by every session of this server (it locks itself)."""
+    return Runner(runs_dir, data_dir)
 
 
-def current_manager() -> JobManager:
-    return job_manager(str(runs.default_runs_dir()))
+def current_runner() -> Runner:
+    return runner(str(settings.default_runs_dir()), str(settings.default_data_dir()))
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def cached_dataset(source: str) -> Dataset:
-    return load_dataset(source, DATA_DIR)
+    return load_dataset(source, settings.default_data_dir())
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def cached_sources() -> list[dict]:
     """What can be picked; a disk scan, refreshed every 30 s rather than on every rerun."""
-    return available_sources(DATA_DIR)
+    return available_sources(settings.default_data_dir())
 
 
 # --- callbacks ---------------------------------------------------------------------------------------------
@@ -132,44 +124,17 @@ def _dataset_picker() -> None:
         st.error(st.session_state[DATA_ERROR])
 
 
-def _optimizer_widgets() -> None:
-    k = keys.key
-    a, b, c, d = st.columns(4)
-    a.number_input("Epochs", 1, 1000, step=1, key=k("epochs"), on_change=_on_edit)
-    b.number_input("Batch size", 1, 65536, step=8, key=k("batch_size"), on_change=_on_edit)
-    c.selectbox("Optimizer", OPTIMIZERS, key=k("optimizer"), format_func=OPTIMIZER_LABELS.get, on_change=_on_edit)
-    d.number_input("Learning rate", 1e-8, 100.0, step=0.001, format="%g", key=k("lr"), on_change=_on_edit)
-    a, b, c, d = st.columns(4)
-    a.number_input("Momentum", 0.0, 0.999, step=0.05, format="%g", key=k("momentum"), on_change=_on_edit)
-    b.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g", key=k("weight_decay"), on_change=_on_edit)
-    c.selectbox("LR schedule", SCHEDULES, key=k("schedule"), format_func=SCHEDULE_LABELS.get, on_change=_on_edit)
-    d.number_input("Warm-up epochs", 0.0, 1000.0, step=0.5, format="%g", key=k("warmup_epochs"),
-                   on_change=_on_edit)
-
-
-def _regularization_widgets() -> None:
-    k = keys.key
-    a, b, c, d = st.columns(4)
-    a.selectbox("Loss", LOSSES, key=k("loss"), format_func=LOSS_LABELS.get, on_change=_on_edit)
-    b.number_input("Label smoothing", 0.0, 0.5, step=0.05, format="%g", key=k("label_smoothing"),
-                   on_change=_on_edit)
-    c.pills("Augmentation", AUGMENTATIONS, selection_mode="multi", key=k("augment"), on_change=_on_edit,
-            format_func={"flip": "horizontal flip", "crop": "random crop"}.get)
-    d.selectbox("Normalization", NORMALIZATIONS, key=k("normalization"), format_func=NORMALIZATION_LABELS.get,
-                on_change=_on_edit)
-    a, b, c, d = st.columns(4)
-    a.number_input("Weight EMA (0 = off)", 0.0, 0.99999, step=0.001, format="%g", key=k("ema"),
-                   on_change=_on_edit, help="Evaluate an exponential moving average of the weights, e.g. 0.999.")
-    b.number_input("Seed", 0, 2**31 - 1, step=1, key=k("seed"), on_change=_on_edit)
-    c.segmented_control("Device", DEVICES, key=k("device"), required=True, on_change=_on_edit,
-                        help="auto picks CUDA when there is a GPU, else the CPU.")
-    d.number_input("Log loss every N batches", 1, 100000, step=10, key=k("log_every"), on_change=_on_edit)
-    a, b = st.columns([1, 3])
-    a.segmented_control("Precision", PRECISIONS, key=k("precision"), required=True, on_change=_on_edit,
-                        help="Autocast of the training step. auto: bf16 where the chip has bf16 instructions "
-                             "(CUDA, recent CPUs: 1.5-1.9x faster), else fp32. Evaluation on the CPU is fp32.")
-    b.checkbox("Flip test-time augmentation (average the prediction of the image and its mirror)",
-                key=k("tta_flip"), on_change=_on_edit)
+def _setting_widgets() -> None:
+    """Every TrainConfig field, drawn from the schema in declaration order, a row of columns per group."""
+    groups: dict[str, list[str]] = {}
+    for spec in schema.specs(TrainConfig):
+        groups.setdefault(spec.group, []).append(spec.name)
+    for group in sorted(groups, key=lambda g: SETTINGS_GROUPS.index(g) if g in SETTINGS_GROUPS else 99):
+        names = groups[group]
+        for start in range(0, len(names), SETTINGS_COLUMNS):
+            row = names[start:start + SETTINGS_COLUMNS]
+            for column, name in zip(st.columns(SETTINGS_COLUMNS), row):
+                widgets.draw(TrainConfig, name, keys.key(name), container=column, on_change=_on_edit)
 
 
 def _settings() -> None:
@@ -181,8 +146,7 @@ def _settings() -> None:
                           "flip + crop, flip TTA. Any edit turns this into 'custom'.")
     right.text_input("Run name (optional)", key=keys.NAME, max_chars=80)
     with st.expander("Training settings", expanded=True):
-        _optimizer_widgets()
-        _regularization_widgets()
+        _setting_widgets()
 
 
 # --- estimate and time budget -------------------------------------------------------------------------------
@@ -262,14 +226,24 @@ def _detach() -> None:
         del st.query_params["run"]
 
 
-def start_run(state: MutableMapping[str, Any]) -> str:
-    """Start the run the widgets describe (read from session state at click time, so an edit committed in
-    the same rerun as the click is not missed); ExplorerError when it cannot start."""
+def spec_from_values(state: MutableMapping[str, Any]) -> RunSpec:
+    """The run the widgets describe; ConfigError for a bad combination."""
     arch = arch_keys.arch_from_values(state)
     preset = state[arch_keys.PRESET] if state[arch_keys.PRESET] != arch_keys.CUSTOM else None
-    recipe = state[keys.RECIPE] if state[keys.RECIPE] != keys.CUSTOM else None
-    run_id = current_manager().start(arch, keys.train_from_values(state), keys.source_from_values(state),
-                                     name=state[keys.NAME].strip() or None, preset=preset, recipe=recipe)
+    recipe = state[keys.RECIPE] if state[keys.RECIPE] != keys.CUSTOM else _base_recipe(state)
+    return RunSpec(arch, keys.train_from_values(state), keys.source_from_values(state),
+                   name=state[keys.NAME].strip() or None, preset=preset, recipe=recipe)
+
+
+def _base_recipe(state: MutableMapping[str, Any]) -> str | None:
+    """The recipe the edited settings started from: the command names it and overrides what changed."""
+    return next((name for name, cfg in RECIPES.items() if cfg.to_dict() == state.get(keys.BASE)), None)
+
+
+def start_run(state: MutableMapping[str, Any]) -> str:
+    """Start the run the widgets describe as a process (read from session state at click time, so an edit
+    committed in the same rerun as the click is not missed); ExplorerError when it cannot start."""
+    run_id = current_runner().start(spec_from_values(state))
     attach(run_id)
     return run_id
 
@@ -277,14 +251,18 @@ def start_run(state: MutableMapping[str, Any]) -> str:
 def _on_start() -> None:
     # A callback runs before the script, so the very run it triggers already draws the new run, polling.
     try:
-        start_run(st.session_state)
+        with st.spinner("Starting the run process…"):
+            start_run(st.session_state)
         st.session_state.pop(START_ERROR, None)
     except ExplorerError as err:
         st.session_state[START_ERROR] = str(err)
 
 
 def _on_stop(run_id: str) -> None:
-    current_manager().stop(run_id)
+    try:
+        current_runner().stop(run_id)
+    except ExplorerError as err:
+        st.session_state[START_ERROR] = str(err)
 
 
 def _on_watch() -> None:
@@ -294,19 +272,12 @@ def _on_watch() -> None:
     st.session_state["train.watch"] = "—"
 
 
-def _status_of(value: Any) -> str:
-    """JobManager.status may give a status string or the run record; both name the status."""
-    return value.get("status", "unknown") if isinstance(value, dict) else str(value)
-
-
 def run_status(run_id: str) -> str:
+    """The run's effective status ("interrupted" when its process is gone), "unknown" when there is none."""
     try:
-        return _status_of(current_manager().status(run_id))
-    except (ExplorerError, KeyError, FileNotFoundError):
-        try:
-            return runs.read_run(run_id).get("status", "unknown")
-        except (ExplorerError, KeyError, FileNotFoundError):
-            return "unknown"
+        return current_runner().status(run_id).get("status", "unknown")
+    except ExplorerError:
+        return "unknown"
 
 
 def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, run_id: str | None,
@@ -324,7 +295,8 @@ def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, r
         except ConfigError:
             params = "does not fit this input"
         info_col.caption(f"Trains **{selection.preset or 'custom'}** ({params} on "
-                         f"{'×'.join(map(str, selection.input_shape))}) from the sidebar on **{source}**.")
+                         f"{'×'.join(map(str, selection.input_shape))}) from the sidebar on **{source}**, "
+                         f"in a process of its own.")
     if START_ERROR in st.session_state:
         st.error(st.session_state[START_ERROR])
 
@@ -332,49 +304,61 @@ def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, r
 # --- the live view (a plain function; the fragment wraps it) -------------------------------------------------
 
 
-def read_history(manager: JobManager, run_id: str, cache: dict | None) -> tuple[charts.TrainingHistory, dict]:
-    """Fold the run's new events into its history; `cache` is what the previous call returned."""
+def read_history(source: Any, run_id: str, cache: dict | None) -> tuple[History, dict]:
+    """Fold the run's new events into its history; `cache` is what the previous call returned.
+
+    `source` is the Runner (anything with reader(run_id) and status(run_id)). A run whose process is gone
+    without an end event reads as interrupted, with the record's message."""
     if not cache or cache.get("run_id") != run_id:
-        cache = {"run_id": run_id, "seen": 0, "history": charts.TrainingHistory()}
-    if cache["history"].ended:
-        return cache["history"], cache  # an ended run writes no more events: no need to read them again
-    try:
-        events = manager.events(run_id, since=cache["seen"])
-    except (ExplorerError, KeyError, FileNotFoundError):
-        # Not a run of this server process (the app restarted): read what the record on disk holds.
-        events = runs.read_events(run_id)[cache["seen"]:]
-    cache["seen"] += len(events)
-    charts.history_from_events(events, cache["history"])
-    return cache["history"], cache
+        cache = {"run_id": run_id, "reader": source.reader(run_id), "history": History()}
+    history = cache["history"]
+    if history.ended:
+        return history, cache  # an ended run writes no more events: no need to read them again
+    events, problems = cache["reader"].read()
+    fold(events, history).problems.extend(problems)
+    if not history.ended:
+        record = source.status(run_id)
+        if record.get("status") == "interrupted":
+            history.status, history.error = "interrupted", record.get("message")
+    return history, cache
 
 
-def _headline(history: charts.TrainingHistory, run_id: str, now: float) -> None:
+def _headline(history: History, run_id: str, now: float) -> None:
     done, eta = charts.progress(history, now)
     epochs = history.epochs[-1] if history.epochs else 0
     icon = STATUS_ICONS.get(history.status, "")
     parts = [f"{icon} **{history.status}**", f"run `{run_id}`"]
     if history.device:
-        parts.append(f"on {history.device}")
-    if history.test_accuracy:
+        parts.append(f"on {history.device}" + (f" ({history.threads} thread(s))" if history.threads else ""))
+    if history.test_accuracy and history.test_accuracy[-1] is not None:
         parts.append(f"test accuracy {100 * history.test_accuracy[-1]:.1f} % after epoch {epochs}")
-    if history.images_per_second:
+    if history.images_per_second and history.images_per_second[-1]:
         parts.append(f"{history.images_per_second[-1]:,.0f} img/s")
     st.markdown(" · ".join(parts))
-    eta_text = "" if history.ended else f" · about {duration(eta)} left" if eta is not None else " · starting…"
+    waiting = " · waiting for a training slot" if history.status == "queued" else " · starting…"
+    eta_text = "" if history.ended else f" · about {duration(eta)} left" if eta is not None else waiting
     st.progress(done, text=f"step {history.step:,} of {history.total_steps:,} ({done:.0%}){eta_text}")
 
 
-def live_view(manager: JobManager, run_id: str, now: float | None = None) -> charts.TrainingHistory:
-    """Progress, status and the four live charts of `run_id`; returns the run's history."""
-    history, cache = read_history(manager, run_id, st.session_state.get(HISTORY))
-    st.session_state[HISTORY] = cache
-    # A keyed container gives the browser tests a stable handle (CSS class st-key-train-status).
-    with st.container(key="train-status"):
-        _headline(history, run_id, time.time() if now is None else now)
+def _end_message(history: History) -> None:
     if history.status == "failed":
         st.error(f"The run failed: {history.error}")
     elif history.status == "stopped":
         st.warning("The run was stopped; its record and last checkpoint are kept (see the Runs tab).")
+    elif history.status == "interrupted":
+        st.warning(f"The run was {history.error or 'interrupted'}")
+    for problem in history.problems:
+        st.warning(problem)
+
+
+def live_view(source: Any, run_id: str, now: float | None = None) -> History:
+    """Progress, status and the four live charts of `run_id`; returns the run's history."""
+    history, cache = read_history(source, run_id, st.session_state.get(HISTORY))
+    st.session_state[HISTORY] = cache
+    # A keyed container gives the browser tests a stable handle (CSS class st-key-train-status).
+    with st.container(key="train-status"):
+        _headline(history, run_id, time.time() if now is None else now)
+    _end_message(history)
     figures = charts.training_figures(history, revision=run_id)
     for row in (("loss", "accuracy"), ("per_class", "seconds")):
         for column, name in zip(st.columns(2), row):
@@ -382,11 +366,23 @@ def live_view(manager: JobManager, run_id: str, now: float | None = None) -> cha
     return history
 
 
-def _live_section(run_id: str) -> None:
-    was_active = run_status(run_id) in ("queued", "running")
+def _command(run_id: str) -> None:
+    """The shell command that reproduces the run (the one its process runs, less the run id)."""
+    try:
+        command = current_runner().status(run_id).get("command")
+    except ExplorerError:
+        return
+    if command:
+        with st.expander("Reproduce this run from a shell"):
+            st.code(shlex.join(command), language="bash", wrap_lines=True)
+
+
+def _live_section(run_id: str, status: str) -> None:
+    was_active = status in ACTIVE_STATUSES
+    _command(run_id)
 
     def body() -> None:
-        history = live_view(current_manager(), run_id)
+        history = live_view(current_runner(), run_id)
         if was_active and history.ended:
             st.rerun()  # whole-app rerun: the fragment is re-made without polling, the Runs tab refreshes
 
@@ -394,9 +390,10 @@ def _live_section(run_id: str) -> None:
 
 
 def _other_active_runs(run_id: str | None) -> None:
-    active = [r for r in current_manager().active() if r != run_id]
+    # Read from the runs folder: runs started by another session, another server, or before a restart.
+    active = [r for r in current_runner().active() if r != run_id]
     if active:
-        st.selectbox("Other runs in progress: watch one", ["—", *active], key="train.watch", on_change=_on_watch)
+        st.selectbox("Runs in progress: watch one", ["—", *active], key="train.watch", on_change=_on_watch)
 
 
 # --- the tab -------------------------------------------------------------------------------------------------
@@ -420,14 +417,14 @@ def render(selection: Selection) -> None:
     status = run_status(run_id) if run_id else None
     if status == "unknown":
         # Deleted in the Runs tab, or a stale ?run= link: forget it rather than fail on every rerun.
-        st.info(f"Run {run_id} is no longer in {runs.default_runs_dir()}; start a new one.")
+        st.info(f"Run {run_id} is no longer in {settings.default_runs_dir()}; start a new one.")
         _detach()
         run_id = None
-    active = status in ("queued", "running")
+    active = status in ACTIVE_STATUSES
     _buttons(selection, train_cfg, source, run_id, active)
     _other_active_runs(run_id)
     if run_id:
-        _live_section(run_id)
+        _live_section(run_id, status)
     else:
-        st.caption("Press Start: the charts update here about once a second while the run trains in the "
-                   "background. Clicking widgets or switching tabs does not stop it.")
+        st.caption("Press Start: the run trains in a process of its own and the charts update here about once a "
+                   "second. Clicking widgets, switching tabs or restarting the app does not stop it.")
