@@ -7,7 +7,7 @@ import json
 import pytest
 
 from explorer import PRESETS, model_cost
-from explorer.ui.arch_charts import budget_spec, cost_bars_spec
+from explorer.ui.arch_charts import budget_color, budget_spec, cost_bars_spec, cost_by_block
 from explorer.ui.charts import OK_COLOR, OVER_COLOR, WARN_COLOR
 
 
@@ -25,9 +25,20 @@ def test_cost_bars_have_one_bar_per_block_in_network_order():
 
 @pytest.mark.parametrize(("params", "color"), [(100_000, OK_COLOR), (240_000, WARN_COLOR), (267_530, OVER_COLOR)])
 def test_budget_gauge_colours_the_bar_and_marks_the_budget(params, color):
+    assert budget_color(params, 256_000) == color
     spec = budget_spec(params, 256_000)
     zones, bar, tick = spec["layer"]
     assert bar["data"]["values"][0]["params"] == params and bar["mark"]["color"] == color
     assert tick["data"]["values"][0]["budget"] == 256_000
     assert zones["encoding"]["x"]["scale"]["domain"][1] >= params  # the bar always fits
     assert spec["title"]["text"] == f"{params:,} params vs budget 256,000"
+
+
+def test_cost_by_block_sums_conv_and_batchnorm_params():
+    cost = model_cost(PRESETS["study-bn"])
+    rows = {r["block"]: r for r in cost_by_block(cost)}
+    assert list(rows) == ["conv1", "conv2", "fc1", "fc2", "output"]
+    assert rows["conv1"]["params"] == 1_900 + 50
+    assert rows["conv2"]["flops"] == 2 * 3_125_000
+    assert sum(r["params"] for r in rows.values()) == 164_310
+    assert sum(r["flops"] for r in rows.values()) == cost.flops

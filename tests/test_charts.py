@@ -1,4 +1,4 @@
-"""Pure chart functions: cost bars, budget gauge, and the live figures drawn from a run's History (the fold)."""
+"""Pure chart functions: the live figures drawn from a run's History (the fold)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,10 @@ import math
 
 import pytest
 
-from explorer import PRESETS, model_cost
 from explorer.store.events import fold as history_from_events
 from explorer.ui.charts import (
     MAX_POINTS,
-    OK_COLOR,
-    OVER_COLOR,
-    WARN_COLOR,
     accuracy_figure,
-    budget_color,
-    budget_gauge,
-    cost_bars,
-    cost_by_block,
     epoch_seconds_figure,
     loss_figure,
     per_class_figure,
@@ -52,35 +44,6 @@ def run_events(epochs: int = 2, batches: int = 4, end: str = "finished") -> list
     elif end:
         events.append({"type": end, "time": 200.0, "summary": {"final_test_accuracy": 0.6}})
     return events
-
-
-def test_cost_by_block_sums_conv_and_batchnorm_params():
-    cost = model_cost(PRESETS["study-bn"])
-    rows = {r["block"]: r for r in cost_by_block(cost)}
-    assert list(rows) == ["conv1", "conv2", "fc1", "fc2", "output"]
-    assert rows["conv1"]["params"] == 1_900 + 50
-    assert rows["conv2"]["flops"] == 2 * 3_125_000
-    assert sum(r["params"] for r in rows.values()) == 164_310
-    assert sum(r["flops"] for r in rows.values()) == cost.flops
-
-
-def test_cost_bars_has_params_and_flops_traces():
-    fig = cost_bars(model_cost(PRESETS["tutorial"]))
-    params, flops = fig.data
-    assert list(params.y) == ["conv1", "conv2", "fc1", "fc2", "output"]
-    assert sum(params.x) == 62_006
-    assert sum(flops.x) == 1_303_440
-    assert fig.layout.uirevision == "cost"
-
-
-@pytest.mark.parametrize(("params", "color"), [(100_000, OK_COLOR), (240_000, WARN_COLOR), (267_530, OVER_COLOR)])
-def test_budget_gauge_turns_red_when_over(params, color):
-    assert budget_color(params, 256_000) == color
-    indicator = budget_gauge(params, 256_000).data[0]
-    assert indicator.value == params
-    assert indicator.gauge.bar.color == color
-    assert indicator.gauge.threshold.value == 256_000
-    assert indicator.gauge.axis.range[1] >= params
 
 
 def test_history_from_events_collects_every_series():

@@ -3,15 +3,33 @@
 Why not Plotly, like the training charts: the Architecture page reruns on every slider move, and in the
 browser a Plotly figure costs about 60 ms of main-thread time per rerun (redrawn even when unchanged) and its
 4.7 MB script about 0.7 s at first render; a small Vega-Lite chart costs a fraction of that. The numbers are
-the same as charts.cost_by_block and charts.budget_color.
+the architecture's cost per block.
 """
 
 from __future__ import annotations
 
 from explorer.arch.cost import ModelCost
-from explorer.ui.charts import OK_COLOR, OVER_COLOR, TEST_COLOR, TRAIN_COLOR, budget_color, cost_by_block
+from explorer.ui.charts import OK_COLOR, OVER_COLOR, TEST_COLOR, TRAIN_COLOR, WARN_COLOR
 
 BAR_STEP = 24  # pixels per block: the chart grows with the network
+
+
+def cost_by_block(cost: ModelCost) -> list[dict]:
+    """Params and FLOPs summed per block ('conv2' holds conv2, conv2.bn, ...), in network order."""
+    blocks: dict[str, dict] = {}
+    for layer in cost.layers:
+        name = layer.name.split(".")[0]
+        row = blocks.setdefault(name, {"block": name, "params": 0, "flops": 0})
+        row["params"] += layer.params
+        row["flops"] += 2 * layer.macs
+    return [row for row in blocks.values() if row["params"] or row["flops"]]
+
+
+def budget_color(params: int, budget: int) -> str:
+    """Green within 90 % of the budget, amber up to it, red over it."""
+    if params > budget:
+        return OVER_COLOR
+    return WARN_COLOR if params > 0.9 * budget else OK_COLOR
 
 
 def cost_bars_spec(cost: ModelCost, metric: str) -> dict:
@@ -37,7 +55,7 @@ def cost_bars_spec(cost: ModelCost, metric: str) -> dict:
 
 def budget_spec(params: int, budget: int) -> dict:
     """A bullet gauge: the budget zone (green) and the zone over it (red), the parameter bar coloured green,
-    amber or red (charts.budget_color), a tick at the budget."""
+    amber or red (budget_color), a tick at the budget."""
     top = max(budget * 1.25, params * 1.05)
     color = budget_color(params, budget)
     zones = [{"from": 0, "to": budget, "zone": "within"}, {"from": budget, "to": top, "zone": "over"}]

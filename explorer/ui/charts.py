@@ -1,4 +1,4 @@
-"""Pure functions: cost tables and a run's History (explorer.store.events.fold) -> Plotly figures. No Streamlit.
+"""Pure functions: a run's History (explorer.store.events.fold) -> Plotly figures. No Streamlit.
 
 Live charts are redrawn about once a second and Streamlit re-serializes the whole figure each time, so
 traces are kept small (the batch-loss curve is thinned to at most MAX_POINTS points) and every figure
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from explorer.arch.cost import ModelCost
 from explorer.store.events import History
 
 MAX_POINTS = 1500
@@ -23,79 +22,9 @@ BASELINE_COLOR = "#7f7f7f"
 
 def _base_layout(title: str, height: int = 320, revision: str = "explorer", side: int = 10) -> dict:
     # Layouts are plain dicts handed to go.Figure once: plotly validates a figure far faster in one go
-    # than through a chain of update_* calls, and the Architecture tab redraws two figures per rerun.
+    # than through a chain of update_* calls, and the live charts are redrawn about once a second.
     return dict(title=dict(text=title), height=height, margin=dict(l=side, r=side, t=40, b=10), uirevision=revision,
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
-
-
-# --- architecture ---------------------------------------------------------------------------------------
-
-
-def cost_by_block(cost: ModelCost) -> list[dict]:
-    """Params and FLOPs summed per block ('conv2' holds conv2, conv2.bn, ...), in network order."""
-    blocks: dict[str, dict] = {}
-    for layer in cost.layers:
-        name = layer.name.split(".")[0]
-        row = blocks.setdefault(name, {"block": name, "params": 0, "flops": 0})
-        row["params"] += layer.params
-        row["flops"] += 2 * layer.macs
-    return [row for row in blocks.values() if row["params"] or row["flops"]]
-
-
-def cost_bars(cost: ModelCost) -> go.Figure:
-    """Where the parameters and the FLOPs go: two horizontal bar charts side by side, one bar per block."""
-    rows = cost_by_block(cost)
-    names = [r["block"] for r in rows]
-    params = [r["params"] for r in rows]
-    flops = [r["flops"] for r in rows]
-    params_trace = go.Bar(
-        y=names, x=params, orientation="h", name="params", marker_color=TRAIN_COLOR,
-        customdata=[p / cost.params if cost.params else 0.0 for p in params],
-        hovertemplate="%{y}: %{x:,} params (%{customdata:.1%})<extra></extra>")
-    flops_trace = go.Bar(
-        y=names, x=flops, orientation="h", name="FLOPs", marker_color=TEST_COLOR, xaxis="x2",
-        customdata=[f / cost.flops if cost.flops else 0.0 for f in flops],
-        hovertemplate="%{y}: %{x:,} FLOPs (%{customdata:.1%})<extra></extra>")
-    layout = _base_layout("", height=max(220, 60 + 28 * len(rows)), revision="cost") | dict(
-        showlegend=False,
-        xaxis=dict(domain=[0.0, 0.47]), xaxis2=dict(domain=[0.53, 1.0], anchor="y"),
-        yaxis=dict(autorange="reversed"),
-        annotations=[
-            dict(text="Parameters", x=0.235, y=1.0, xref="paper", yref="paper", yanchor="bottom", showarrow=False),
-            dict(text="FLOPs (2 × MACs)", x=0.765, y=1.0, xref="paper", yref="paper", yanchor="bottom",
-                 showarrow=False),
-        ],
-    )
-    return go.Figure(data=[params_trace, flops_trace], layout=layout)
-
-
-def budget_color(params: int, budget: int) -> str:
-    """Green within 90 % of the budget, amber up to it, red over it."""
-    if params > budget:
-        return OVER_COLOR
-    return WARN_COLOR if params > 0.9 * budget else OK_COLOR
-
-
-def budget_gauge(params: int, budget: int) -> go.Figure:
-    """A gauge of parameters against the budget; the bar turns red when over."""
-    top = max(budget * 1.25, params * 1.05)
-    color = budget_color(params, budget)
-    indicator = go.Indicator(
-        mode="gauge+number+delta",
-        value=params,
-        number={"valueformat": ",d", "font": {"color": color, "size": 26}},
-        delta={"reference": budget, "valueformat": ",d", "increasing": {"color": OVER_COLOR},
-               "decreasing": {"color": OK_COLOR}},
-        gauge={
-            "axis": {"range": [0, top], "tickformat": ".3~s"},
-            "bar": {"color": color},
-            "steps": [{"range": [0, budget], "color": "#eef5ef"}, {"range": [budget, top], "color": "#fbe9e9"}],
-            "threshold": {"line": {"color": OVER_COLOR, "width": 3}, "thickness": 0.9, "value": budget},
-        },
-        title={"text": f"params vs budget {budget:,}", "font": {"size": 14}},
-    )
-    # Wide side margins: the gauge's end labels are drawn outside its arc.
-    return go.Figure(data=[indicator], layout=_base_layout("", height=230, revision="gauge", side=40))
 
 
 # --- training ------------------------------------------------------------------------------------------
