@@ -54,7 +54,7 @@ def _timed_run(at: AppTest) -> float:
 
 
 def write_finished_run(runs_dir: Path, epochs: int = 20, batches: int = 200) -> str:
-    """A finished run record as explorer/jobs.py writes it, with a batch event every step (4,000 points)."""
+    """A finished run record as a run process writes it, with a batch event every step (4,000 points)."""
     run_id = "bench-run"
     folder = runs_dir / run_id
     folder.mkdir(parents=True, exist_ok=True)
