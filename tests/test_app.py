@@ -21,7 +21,8 @@ APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 
 @pytest.fixture
-def app(runs_dir) -> AppTest:
+def app(runs_dir, tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("EXPLORER_DATA_ROOTS", str(tmp_path))  # the tests' image folders: an allowed data root
     st.cache_data.clear()
     st.cache_resource.clear()
     at = AppTest.from_file(APP, default_timeout=60)

@@ -7,9 +7,10 @@ Sources (one string picks one, used by the app, the CLI and tests):
 - "cifar10:DIR": a copy on disk (DIR holds cifar-10-batches-py, the archive, or a train/ + test/ image folder).
 - "folder:PATH": PATH/train/<class>/* and PATH/test/<class>/* (no test/: a seeded 10 % hold-out per class).
 
-Images are decoded once; the decoded arrays are cached on disk beside the data (or under `data_dir/cache`
-or ~/.cache/explorer when that folder is read-only), keyed by the file listing, so the next start reads
-one file instead of decoding every image again. Loaded datasets are also kept in memory (the two most recent).
+Images are decoded once; the decoded arrays are cached on disk beside the data when the folder is this
+user's own and writable (else under `data_dir/cache`, else ~/.cache/explorer), keyed by the file listing, so
+the next start reads one file instead of decoding every image again. Loaded datasets are also kept in
+memory (the two most recent).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from explorer.engine.dataset import Dataset, _finish
-from explorer.engine.folders import _folder_cached, _list_splits, _listing_signature
+from explorer.engine.folders import _folder_cached, list_folder
 from explorer.engine.synthetic import SYNTHETIC_CLASSES, _synthetic_sizes, synthetic_images
 from explorer.errors import DataError
 
@@ -129,8 +130,7 @@ def _torchvision_cifar(source: str, root: Path, download: bool) -> Dataset:
 def _folder(source: str, path: Path, data_dir: Path) -> Dataset:
     if not path.is_dir():
         raise DataError(f"{source}: the folder {path} does not exist. Give a folder with train/<class>/ images.")
-    splits = _list_splits(path)
-    signature = _listing_signature(splits)
+    splits, signature = list_folder(path)
     key = hashlib.blake2b(signature.encode(), digest_size=8).hexdigest()
     return _memoized((source, str(path.resolve()), key), lambda: _folder_cached(source, path, data_dir, splits, key))
 

@@ -73,8 +73,17 @@ def _listing_signature(splits: dict) -> str:
 
 def _cache_candidates(path: Path, data_dir: Path, key: str) -> list[Path]:
     fallback_name = f"folder-{path.name}-{key}.pt"
-    return [path / f".explorer-cache-{key}.pt", data_dir / "cache" / fallback_name,
-            Path.home() / ".cache" / "explorer" / fallback_name]
+    shared = [data_dir / "cache" / fallback_name, Path.home() / ".cache" / "explorer" / fallback_name]
+    return ([path / f".explorer-cache-{key}.pt"] if _ours_and_writable(path) else []) + shared
+
+
+def _ours_and_writable(path: Path) -> bool:
+    """Whether a cache may live beside the images: only in a folder this user owns and may write. Someone
+    else's folder gets no file of ours, and a cache planted there is never read."""
+    try:
+        return path.stat().st_uid == os.geteuid() and os.access(path, os.W_OK)
+    except OSError:
+        return False
 
 
 def _folder_cached(source: str, path: Path, data_dir: Path, splits: dict, key: str) -> Dataset:
@@ -104,14 +113,31 @@ def _write_cache(dataset: Dataset, candidates: list[Path]) -> None:
     dataset.notes.append("could not write a decoded-image cache anywhere; the next start decodes again")
 
 
+def list_folder(path: Path) -> tuple[dict[str, dict[str, list[Path]]], str]:
+    """The splits of an image folder and their listing signature; DataError names a file that cannot be read
+    (a symlink loop, a folder without permission such as those under /proc)."""
+    try:
+        splits = _list_splits(path)
+        return splits, _listing_signature(splits)
+    except OSError as err:
+        name = err.filename or path
+        raise DataError(f"cannot read {name} in the image folder {path}: {err.strerror or err}. Fix or remove it, "
+                        "or pick a folder that holds only train/<class>/ images.") from None
+
+
 def _decode_folder(source: str, splits: dict) -> Dataset:
     classes = list(splits["train"])
     decoded = {split: _decode_split(listing) for split, listing in splits.items()}
-    arrays = [a for images, _ in decoded.values() for a in images]
+    skipped = [f for split in decoded.values() for f in split[2]]
+    arrays = [a for images, _, _ in decoded.values() for a in images]
+    if not arrays:
+        raise DataError(f"{source}: every image is over Pillow's decompression-bomb limit; nothing to load.")
     size, notes = _common_size(arrays)
+    if skipped:
+        notes.append(_bomb_note(skipped))
     channels = 3 if any(a.ndim == 3 for a in arrays) else 1
-    tensors = {split: (_stack(images, size, channels), torch.tensor(labels))
-               for split, (images, labels) in decoded.items()}
+    tensors = {split: (_stack(images, size, channels), torch.tensor(labels, dtype=torch.long))
+               for split, (images, labels, _) in decoded.items()}
     train_x, train_y = tensors["train"]
     if "test" in tensors:
         test_x, test_y = tensors["test"]
@@ -123,22 +149,39 @@ def _decode_folder(source: str, splits: dict) -> Dataset:
     return _finish(source, train_x, train_y, test_x, test_y, classes, notes)
 
 
-def _decode_split(listing: dict[str, list[Path]]) -> tuple[list[np.ndarray], list[int]]:
+def _decode_split(listing: dict[str, list[Path]]) -> tuple[list[np.ndarray], list[int], list[Path]]:
+    """Decoded images and their labels, and the files skipped as decompression bombs."""
     files = [f for fs in listing.values() for f in fs]
     labels = [i for i, fs in enumerate(listing.values()) for _ in fs]
     # PIL releases the GIL while decoding, so threads use every core without worker processes.
     with ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1)) as pool:
         images = list(pool.map(_decode_image, files, chunksize=256))
-    return images, labels
+    kept = [(image, label) for image, label in zip(images, labels) if image is not None]
+    skipped = [f for f, image in zip(files, images) if image is None]
+    return [image for image, _ in kept], [label for _, label in kept], skipped
 
 
-def _decode_image(path: Path) -> np.ndarray:
+def _bomb_note(skipped: list[Path]) -> str:
+    from PIL import Image
+
+    names = ", ".join(str(f) for f in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    return (f"skipped {len(skipped)} image(s) over Pillow's decompression-bomb limit of "
+            f"{Image.MAX_IMAGE_PIXELS:,} pixels (not decoded): {names}")
+
+
+def _decode_image(path: Path) -> np.ndarray | None:
+    """The image as H x W (grey) or H x W x 3; None for a decompression bomb (too many pixels to decode safely)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            # Only the header is read so far: refuse a huge image before its pixels are decoded.
+            if Image.MAX_IMAGE_PIXELS and image.size[0] * image.size[1] > Image.MAX_IMAGE_PIXELS:
+                return None
             grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
             return np.asarray(image.convert("L" if grey else "RGB"))
+    except Image.DecompressionBombError:
+        return None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"cannot read image {path}: {err}. Remove or replace the file.") from None
 

@@ -47,6 +47,13 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 # First bytes of the files people most often mistake for a checkpoint, to say what they are.
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save (zip container holding a pickle)
 PICKLE_PROTOCOL_BYTE = 0x80  # pickle protocol 2+ starts with PROTO (0x80)
+# What loading accepts: every field of a metadata header can be within its own range while the network they
+# describe together needs gigabytes, so the whole network's cost is checked before a tensor is built.
+MAX_LOAD_PARAMS = 50_000_000
+MAX_LOAD_ACTIVATION_BYTES = 256 * 1024 * 1024  # one image's activations (evaluation multiplies by its batch)
+MAX_LOAD_CLASSES = 10_000
+# The largest file a network within the limits can need (8-byte values at most, plus its header).
+MAX_FILE_BYTES = 8 + MAX_HEADER_BYTES + 8 * MAX_LOAD_PARAMS
 
 
 @dataclass
@@ -304,6 +311,9 @@ def _parse_header(data: bytes, file_size: int | None = None) -> dict:
     known = _describe_non_checkpoint(data)
     if known:
         raise CheckpointError(f"not a checkpoint: {known}")
+    if file_size > MAX_FILE_BYTES:
+        raise CheckpointError(f"checkpoint refused: the file is {file_size / 2**20:,.0f} MiB, more than any network "
+                              f"within the limit of {MAX_LOAD_PARAMS:,} parameters needs.")
     if len(data) < 8:
         raise CheckpointError(f"not a checkpoint: the file is only {len(data)} bytes (empty or truncated).")
     size = int.from_bytes(data[:8], "little")
@@ -343,7 +353,28 @@ def _meta_from_header(header: dict) -> dict:
     except (TypeError, json.JSONDecodeError):
         raise CheckpointError("checkpoint metadata is corrupted (not valid JSON).") from None
     validate_meta(meta)
+    check_load_limits(meta)
     return meta
+
+
+def check_load_limits(meta: dict) -> None:
+    """Refuse metadata whose network is too big to build here, from the cost model alone (nothing allocated)."""
+    from explorer.arch.cost import model_cost
+
+    if meta["num_classes"] > MAX_LOAD_CLASSES:
+        raise CheckpointError(f"checkpoint refused: {meta['num_classes']:,} classes is over the limit of "
+                              f"{MAX_LOAD_CLASSES:,}; explorer checkpoints are small classifiers.")
+    try:
+        cost = model_cost(ArchConfig.from_dict(meta["arch"]), tuple(meta["input_shape"]), meta["num_classes"])
+    except ConfigError as err:
+        raise CheckpointError(f"checkpoint metadata fails config validation: {err}") from None
+    if cost.params > MAX_LOAD_PARAMS:
+        raise CheckpointError(f"checkpoint refused: its network has {cost.params:,} parameters, over the limit of "
+                              f"{MAX_LOAD_PARAMS:,} (nothing was allocated).")
+    if cost.activation_bytes > MAX_LOAD_ACTIVATION_BYTES:
+        raise CheckpointError(f"checkpoint refused: its network needs {cost.activation_bytes / 2**20:,.0f} MiB of "
+                              f"activations per image, over the limit of {MAX_LOAD_ACTIVATION_BYTES / 2**20:,.0f} "
+                              "MiB (nothing was allocated).")
 
 
 def _read_head(path: Path) -> tuple[bytes, int]:
@@ -428,6 +459,8 @@ def load_checkpoint(source: str | os.PathLike | bytes, device: str | torch.devic
     `source` is a `.safetensors` path, a run folder, or the bytes of an uploaded file (bytes carry no
     optimizer state). Anything we cannot vouch for raises CheckpointError; nothing in the file is executed.
     """
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        read_meta(source)  # the header alone first: a refused network never has its file read into memory
     data, path = _read_source(source)
     header = _parse_header(data)
     meta = _meta_from_header(header)
@@ -466,5 +499,5 @@ def checkpoint_summary(meta: dict) -> dict:
 
 
 __all__ = ["FORMAT_VERSION", "WEIGHTS_NAME", "LoadedCheckpoint", "save_checkpoint", "load_checkpoint", "read_meta",
-           "validate_meta", "find_checkpoints", "weights_path", "optimizer_path", "atomic_write_bytes",
-           "checkpoint_summary"]
+           "validate_meta", "check_load_limits", "find_checkpoints", "weights_path", "optimizer_path",
+           "atomic_write_bytes", "checkpoint_summary"]

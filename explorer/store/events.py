@@ -245,11 +245,23 @@ class EventReader:
         return events, problems
 
 
+def _last_byte(path: str | os.PathLike) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
+
+
 class EventWriter:
     """Appends events to events.jsonl, one line each, flushed at once (a reader sees whole lines only)."""
 
     def __init__(self, path: str | os.PathLike):
         self.handle = open(path, "a", encoding="utf-8")  # closed in close()
+        if self.handle.tell() > 0 and _last_byte(path) != b"\n":
+            self.write_raw("\n")  # a line torn by a crash stays torn: the next event starts on a line of its own
+
+    def write_raw(self, text: str) -> None:
+        self.handle.write(text)
+        self.handle.flush()
 
     def write(self, event: Event) -> None:
         self.handle.write(json.dumps(event.to_dict()) + "\n")

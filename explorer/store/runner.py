@@ -168,6 +168,7 @@ def check_spec(spec: RunSpec, runs_dir: Path, data_dir: Path) -> dict | None:
     from explorer.engine.data import check_source
     from explorer.engine.device import resolve_device
 
+    settings.check_runs_dir(runs_dir)
     check_source(spec.data, data_dir)
     resolve_device(spec.train.device)
     return resume_state(spec.resume_from, runs_dir) if spec.resume_from else None
@@ -265,6 +266,7 @@ class RunProcess:
                 if self.run_id:
                     raise RunError(f"run {run_id} already exists in {self.runs_dir}; pick another id.") from None
         self.run_id, self.dir = run_id, self.runs_dir / run_id
+        (self.dir / EVENTS_NAME).touch()  # before run.json: whoever sees the record finds its events file too
         self.record = self._initial_record()
         self._update()
 
@@ -319,11 +321,10 @@ class RunProcess:
     # -- training
 
     def _train(self, init_state: dict | None) -> None:
-        from explorer.engine.data import load_dataset
         from explorer.engine.train import train
 
         self.emit(Loading(time=time.time(), data=self.spec.data))
-        self.dataset = dataset = load_dataset(self.spec.data, self.data_dir)
+        self.dataset = dataset = self._load_dataset()
         self._update(data_fingerprint=dataset.fingerprint, input_shape=list(dataset.input_shape),
                      num_classes=dataset.num_classes, classes=list(dataset.classes), data_notes=list(dataset.notes))
         result = train(self.spec.arch, self.spec.train, dataset, self._on_engine_event, stop=self.stop,
@@ -336,6 +337,12 @@ class RunProcess:
         end = self._held_end or (Finished if result.status == "finished" else Stopped)(time=time.time())
         end.time, end.summary = time.time(), self.history.summary
         self._end(end, checkpoint)
+
+    def _load_dataset(self):
+        """The data the run trains and evaluates on (a search trial overrides it with its validation split)."""
+        from explorer.engine.data import load_dataset
+
+        return load_dataset(self.spec.data, self.data_dir)
 
     def _on_engine_event(self, data: dict) -> None:
         event = parse_event(json_safe(data))

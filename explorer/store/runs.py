@@ -141,7 +141,39 @@ def parse_record(text: str, run_id: str) -> dict:
     if version > RECORD_VERSION:
         raise RunError(f"run {run_id} was written by a newer explorer (run-record format {version}; this one reads "
                        f"format {RECORD_VERSION}): update explorer to read it. Nothing was changed.")
+    _check_fields(record, run_id)
     return record
+
+
+# The type every reader relies on for each field (None is always allowed): a record that breaks one is listed as
+# unreadable with the field named, instead of failing wherever the field is used.
+_NUMBER = (int, float)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "name": (str,), "status": (str,), "created": (str,), "started": (str,), "finished": (str,),
+    "preset": (str,), "recipe": (str,), "arch": (dict,), "train": (dict,), "data": (str,),
+    "data_fingerprint": (str,), "data_notes": (list,), "input_shape": (list,), "num_classes": (int,),
+    "classes": (list,), "params": _NUMBER, "flops": _NUMBER, "device": (str,), "threads": (int,),
+    "summary": (dict,), "checkpoint": (str,), "error": (str,), "resumed_from": (str,), "owner": (dict,),
+    "command": (list,),
+}
+
+
+def _check_fields(record: dict, run_id: str) -> None:
+    for key, kinds in FIELD_TYPES.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise RunError(f"run {run_id}: run.json field {key!r} is {_short(value)}, not a "
+                           f"{' or '.join(k.__name__ for k in kinds)}; delete the run or fix the file.")
+    checkpoint = record.get("checkpoint")
+    if checkpoint is not None and (checkpoint != Path(checkpoint).name or checkpoint.startswith(".")):
+        # The checkpoint is a file inside the run folder; a path could make resume read any file.
+        raise RunError(f"run {run_id}: run.json names checkpoint {checkpoint!r}, which is not a file name in the "
+                       "run folder; delete the run or fix the file.")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _load_record(path: Path) -> dict:
@@ -433,14 +465,20 @@ def rename_run(run_id: str, new_name: str, runs_dir: str | os.PathLike | None = 
     record = _load_record(path)
     _check_not_active(run_id, _shown(record, path, []), active, "rename")
     record["name"] = name
-    atomic_write_json(path / RECORD_NAME, record)
+    try:
+        atomic_write_json(path / RECORD_NAME, record)
+    except OSError as err:
+        raise RunError(f"cannot rename run {run_id}: {err.strerror} ({path}); check that the runs folder is "
+                       "writable.") from None
     return read_run(run_id, runs_dir)
 
 
 def delete_run(run_id: str, runs_dir: str | os.PathLike | None = None, active: Collection[str] = ()) -> None:
     """Remove a run folder (record, events, checkpoint). The folder is first renamed so a half-done delete
     never leaves a half run that is still listed. An unreadable run can be deleted too."""
-    path = run_dir(run_id, runs_dir)
+    path = _root(runs_dir) / check_run_id(run_id)
+    if path.is_symlink() or not path.is_dir() or not any((path / n).exists() for n in (RECORD_NAME, EVENTS_NAME)):
+        raise RunError(f"no run {run_id!r} in {_root(runs_dir)}; `python -m explorer runs` lists the runs there.")
     try:
         record = _shown(_load_record(path), path, [])
     except RunError:
@@ -448,7 +486,11 @@ def delete_run(run_id: str, runs_dir: str | os.PathLike | None = None, active: C
     _check_not_active(run_id, record, active, "delete")
     trash = path.with_name(f".deleted-{path.name}")
     shutil.rmtree(trash, ignore_errors=True)
-    os.replace(path, trash)
+    try:
+        os.replace(path, trash)
+    except OSError as err:
+        raise RunError(f"cannot delete run {run_id}: {err.strerror} ({path.parent}); check that the runs "
+                       "folder is writable.") from None
     shutil.rmtree(trash, ignore_errors=True)
     (path.parent / ".logs" / f"{path.name}.log").unlink(missing_ok=True)
 

@@ -171,6 +171,8 @@ def _run_evaluation(loaded: LoadedCheckpoint, source: str, tta: bool) -> dict:
     from explorer.engine.data import load_dataset
     from explorer.engine.evaluate import evaluate_checkpoint
 
+    # Every source is checked, the one named in an uploaded checkpoint's metadata too.
+    settings.check_app_source(source)
     dataset = load_dataset(source, settings.default_data_dir())
     evaluation = evaluate_checkpoint(loaded, dataset, tta_flip=tta, misclassified_limit=GALLERY_SIZE)
     # Keep the few misclassified images themselves (H x W x C uint8) so the gallery needs no dataset later.

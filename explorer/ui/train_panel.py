@@ -65,6 +65,7 @@ def current_runner() -> Runner:
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def cached_dataset(source: str) -> Dataset:
+    settings.check_app_source(source)  # a path typed in the browser stays under the allowed data roots
     return load_dataset(source, settings.default_data_dir())
 
 
@@ -206,9 +207,12 @@ def _estimate_section(selection: Selection, train_cfg: TrainConfig | None, sourc
 
 
 def attached_run() -> str | None:
-    """The run this session watches: session state first, else ?run=ID from the URL (after a reload)."""
-    if RUN_ID not in st.session_state and st.query_params.get("run"):
-        st.session_state[RUN_ID] = st.query_params["run"]
+    """The run this session watches: session state first, else ?run=ID from the URL (after a reload), else the
+    newest run training now (a new tab, or the app server was restarted while it trained: re-attach to it)."""
+    if RUN_ID not in st.session_state:
+        wanted = st.query_params.get("run") or next(iter(sorted(current_runner().active(), reverse=True)), None)
+        if wanted:
+            st.session_state[RUN_ID] = wanted
     return st.session_state.get(RUN_ID)
 
 
@@ -243,7 +247,9 @@ def _base_recipe(state: MutableMapping[str, Any]) -> str | None:
 def start_run(state: MutableMapping[str, Any]) -> str:
     """Start the run the widgets describe as a process (read from session state at click time, so an edit
     committed in the same rerun as the click is not missed); ExplorerError when it cannot start."""
-    run_id = current_runner().start(spec_from_values(state))
+    spec = spec_from_values(state)
+    settings.check_app_source(spec.data)
+    run_id = current_runner().start(spec)
     attach(run_id)
     return run_id
 
@@ -280,20 +286,37 @@ def run_status(run_id: str) -> str:
         return "unknown"
 
 
+def start_blocker(selection: Selection, train_cfg: TrainConfig | None, source: str) -> str | None:
+    """Why Start cannot be pressed now (shown beside it), or None when the run can start."""
+    if selection.cfg is None:
+        return "fix the architecture in the sidebar first."
+    if train_cfg is None:
+        return "fix the training settings above first."
+    if source == "folder:":
+        return "enter an image folder above first."
+    try:
+        model_cost(selection.cfg, selection.input_shape, selection.num_classes)
+    except ConfigError as err:
+        shape = "×".join(map(str, selection.input_shape))
+        return f"the network does not fit its {shape} input: {err}"
+    return None
+
+
 def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, run_id: str | None,
              active: bool) -> None:
     start_col, stop_col, info_col = st.columns([1, 1, 4])
-    ready = selection.cfg is not None and train_cfg is not None and source != "folder:"
+    blocker = start_blocker(selection, train_cfg, source)
     label = "Start another run" if active else "Start training"
-    start_col.button(label, type="primary", key="train.start", disabled=not ready, width="stretch",
-                     on_click=_on_start)
+    start_col.button(label, type="primary", key="train.start", disabled=blocker is not None, width="stretch",
+                     on_click=_on_start, help=f"Start is disabled: {blocker}" if blocker else None)
     stop_col.button("Stop", key="train.stop", disabled=not active, width="stretch", on_click=_on_stop,
                     args=(run_id,))
-    if selection.cfg is not None:
-        try:
-            params = f"{model_cost(selection.cfg, selection.input_shape, selection.num_classes).params:,} params"
-        except ConfigError:
-            params = "does not fit this input"
+    if blocker:
+        # A keyed container gives the browser tests a stable handle (CSS class st-key-train-blocker).
+        with info_col.container(key="train-blocker"):
+            st.caption(f"Start is disabled: {blocker}")
+    else:
+        params = f"{model_cost(selection.cfg, selection.input_shape, selection.num_classes).params:,} params"
         info_col.caption(f"Trains **{selection.preset or 'custom'}** ({params} on "
                          f"{'×'.join(map(str, selection.input_shape))}) from the sidebar on **{source}**, "
                          f"in a process of its own.")
@@ -359,6 +382,8 @@ def live_view(source: Any, run_id: str, now: float | None = None) -> History:
     with st.container(key="train-status"):
         _headline(history, run_id, time.time() if now is None else now)
     _end_message(history)
+    if history.status in ("failed", "interrupted") and not history.epochs and not history.step:
+        return history  # it ended before training a batch: its message says why, empty charts would not
     figures = charts.training_figures(history, revision=run_id)
     for row in (("loss", "accuracy"), ("per_class", "seconds")):
         for column, name in zip(st.columns(2), row):
