@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, IDLE, running_app  # noqa: E402
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, IDLE, running_app, stop_process  # noqa: E402
 
 GOALS_MS = {"first_render_warm": 2000.0, "architecture": 200.0, "runs": 200.0, "architecture_training": 300.0,
             "runs_training": 300.0}
@@ -123,12 +123,7 @@ def background_training(runs: Path, app_root: Path) -> Iterator[subprocess.Popen
         _wait_for_training(runs, proc)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
 
 
 def _wait_for_training(runs: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -157,15 +152,21 @@ FIRST_IDLE_JS = """() => {
 }"""
 
 
-def first_render(browser, url: str) -> float:
-    """ms from navigation start to the first idle state after the first script run, on the page's clock, in a new
-    tab (a new session, an empty browser cache); the metric cards must be drawn by then."""
+def _observed_tab(browser, url: str):
+    """A new tab (a new session) on `url` with the page-clock recorder installed, after its first script run."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(120_000)
     page.add_init_script(INIT_JS)
     page.goto(url)
     page.wait_for_selector(METRIC)
     page.wait_for_selector(IDLE)
+    return page
+
+
+def first_render(browser, url: str) -> float:
+    """ms from navigation start to the first idle state after the first script run, on the page's clock, in a new
+    tab (a new session, an empty browser cache); the metric cards must be drawn by then."""
+    page = _observed_tab(browser, url)
     elapsed = page.evaluate(FIRST_IDLE_JS)
     page.close()
     return elapsed
@@ -173,12 +174,7 @@ def first_render(browser, url: str) -> float:
 
 def open_page(browser, url: str, name: str):
     """A tab on the app with page (or, on the tabbed app, tab) `name` in view, observed."""
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.set_default_timeout(120_000)
-    page.add_init_script(INIT_JS)
-    page.goto(url)
-    page.wait_for_selector(METRIC)
-    page.wait_for_selector(IDLE)
+    page = _observed_tab(browser, url)
     if name != "Architecture":
         nav = page.locator("[data-testid='stSidebarNav'] a, [data-testid='stTopNavLink']").filter(has_text=name)
         if nav.count():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from history_helpers import make_run
+from polling import wait_for
 
 from explorer.arch.config import ArchConfig, ConvBlock
 from explorer.cli import main
@@ -30,17 +31,6 @@ LONG = TrainConfig(epochs=500, batch_size=32, test_batch_size=200, optimizer="ad
                    device="cpu")
 DATA = "synthetic:200"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wait_for(condition, timeout=180.0):
-    """Poll until `condition()` is truthy (a hang guard, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail("condition not reached in time")
 
 
 def types(runs_dir: Path, run_id: str) -> list[str]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 from explorer.arch.config import ArchConfig, ConvBlock
 from explorer.arch.presets import PRESETS
@@ -29,17 +29,6 @@ LONG = QUICK.replace(epochs=500)
 DATA = "synthetic:200"
 # The study's tutorial net (no BatchNorm) with SGD at lr 10 diverges in epoch 1 on this data.
 DIVERGING = RunSpec(PRESETS["tutorial"], QUICK.replace(optimizer="sgd", lr=10.0), "synthetic:600")
-
-
-def wait_for(condition, timeout=120.0):
-    """Poll until `condition()` is truthy (a hang guard, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail("condition not reached in time")
 
 
 def read_events_file(run_dir):

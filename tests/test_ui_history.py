@@ -98,9 +98,10 @@ def test_refused_checkpoint_shows_why(runs_dir: Path) -> None:
     assert "Checkpoint refused" in at.error[0].value and "truncated" in at.error[0].value
 
 
-def test_mismatched_data_is_refused_with_reason(runs_dir: Path, image_folder_factory) -> None:
+def test_mismatched_data_is_refused_with_reason(runs_dir: Path, image_folder_factory, monkeypatch) -> None:
     make_run(runs_dir, "r1", name="small")
     folder = image_folder_factory("other", size=(32, 32))
+    monkeypatch.setenv("EXPLORER_DATA_ROOTS", str(folder.parent))  # the app reads folders under allowed roots only
     at = start(checkpoints_script)
     at.selectbox(key="ckpt.data").select("other…").run()
     at.text_input(key="ckpt.data_other").input(f"folder:{folder}").run()
@@ -169,7 +170,9 @@ def test_pareto_chart_marks_the_frontier_and_the_budget(history: Path) -> None:
 
 def test_overlay_and_diff(history: Path) -> None:
     at = start(runs_script)
-    assert at.multiselect(key="runs.overlay").value == ["r3", "r2"]
+    assert at.multiselect(key="runs.overlay").value == []  # no chart until runs are picked
+    assert not [s for s in chart_specs(at) if s["layout"]["title"]["text"].startswith("Runs compared")]
+    at.multiselect(key="runs.overlay").set_value(["r3", "r2"]).run()
     overlay = next(s for s in chart_specs(at) if s["layout"]["title"]["text"].startswith("Runs compared"))
     names = {t["name"] for t in overlay["data"]}
     assert "large worse (r3) (test)" in names and "large (r2) (train)" in names

@@ -120,9 +120,9 @@ def _pareto_section(table: pd.DataFrame) -> None:
 def _overlay_section(table: pd.DataFrame, labels: dict[str, str], runs_dir) -> None:
     st.subheader("Curves")
     ids = list(labels)
-    if OVERLAY not in st.session_state:
-        st.session_state[OVERLAY] = ids[:2]
-    st.session_state[OVERLAY] = [i for i in st.session_state[OVERLAY] if i in ids]  # deleted runs drop out
+    # Nothing is overlaid until the user picks runs: a second Plotly chart redrawn on every rerun (a sidebar
+    # slider moves the whole page) costs ~90 ms in the browser and on the server with hundreds of runs listed.
+    st.session_state[OVERLAY] = [i for i in st.session_state.get(OVERLAY, []) if i in ids]  # deleted runs drop out
     chosen = st.multiselect("Runs to overlay", ids, key=OVERLAY, format_func=labels.get)
     if not chosen:
         st.info("Pick runs to compare their loss and accuracy per epoch.")
