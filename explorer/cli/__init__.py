@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.cli import evaluate, runs, schema, stats, train
+from explorer.cli import evaluate, runs, schema, search, stats, train
 from explorer.errors import ExplorerError
 
-SUBCOMMANDS = (stats, train, evaluate, runs, schema)
+SUBCOMMANDS = (stats, train, evaluate, runs, schema, search)
 
 
 class _Parser(argparse.ArgumentParser):

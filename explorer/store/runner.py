@@ -168,9 +168,9 @@ def check_spec(spec: RunSpec, runs_dir: Path, data_dir: Path) -> dict | None:
     from explorer.engine.data import check_source
     from explorer.engine.device import resolve_device
 
-    settings.check_runs_dir(runs_dir)
     check_source(spec.data, data_dir)
     resolve_device(spec.train.device)
+    settings.check_runs_dir(runs_dir)  # last: it creates the folder, and a refused spec must leave nothing behind
     return resume_state(spec.resume_from, runs_dir) if spec.resume_from else None
 
 

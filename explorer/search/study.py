@@ -1,0 +1,263 @@
+"""Studies: the storage a string names, a study's settings (kept in its user attrs), its trials as rows.
+
+Storage: `journal:PATH` is Optuna's JournalStorage with its file backend (any number of worker processes on one
+machine); anything else is a SQLAlchemy URL for RDBStorage (workers on many machines), with a heartbeat so a
+worker that dies mid-trial has its trial failed and retried by Optuna's RetryHeartbeatStaleTrialCallback.
+Omitted: `journal:<runs_dir>/searches/<name>/journal.log`.
+
+Trial states (docs/search.md): COMPLETE (trained to the end), PRUNED (stopped early by the pruner), PRUNED with
+user attr `rejected` (over the parameter/FLOPs budget or not buildable: never trained, recorded in
+milliseconds), FAIL (training failed, or its worker died: then retried once more as a new WAITING trial).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from explorer.arch.cost import DEFAULT_BUDGET
+from explorer.errors import ConfigError
+from explorer.search.space import check_space
+from explorer.store import settings as store_settings
+
+OBJECTIVES = ("accuracy", "params", "flops")
+SETTINGS_ATTR = "explorer_search"
+HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 30
+MAX_RETRY = 2
+
+
+def _optuna() -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(logging.WARNING)
+    return optuna
+
+
+def default_storage(name: str, runs_dir: str | os.PathLike | None = None) -> str:
+    root = Path(runs_dir) if runs_dir is not None else store_settings.default_runs_dir()
+    return f"journal:{root / 'searches' / name / 'journal.log'}"
+
+
+def make_storage(url: str, create: bool = True) -> Any:
+    """The Optuna storage `url` names (see the module docstring); ConfigError for one that cannot open (or, with
+    create=False, a journal file that does not exist: reading a search never creates files)."""
+    optuna = _optuna()
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:")).expanduser()
+        if not url.removeprefix("journal:"):
+            raise ConfigError("storage journal: needs a file path, e.g. journal:searches/s1/journal.log.")
+        if not create and not path.is_file():
+            raise ConfigError(f"no search journal at {path}; create the search with `python -m explorer search "
+                              f"create NAME ...` (or give --storage / --runs-dir where it lives).")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as err:
+            raise ConfigError(f"storage {url}: cannot open the journal file: {err.strerror or err}.") from None
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+    except Exception as err:  # sqlalchemy's URL, driver and connection errors have no common base
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"storage {url!r} cannot be opened ({first}); use journal:PATH or a SQLAlchemy URL "
+                          f"such as postgresql+psycopg://user@host/db.") from None
+
+
+def check_objectives(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names or names[0] != "accuracy" or len(set(names)) != len(names) or any(n not in OBJECTIVES for n in names):
+        raise ConfigError(f"objectives {text!r}: use accuracy, accuracy,params, accuracy,flops or "
+                          f"accuracy,params,flops.")
+    return names
+
+
+def make_settings(space: dict, data: str, trial_seconds: float | None = None, trial_epochs: int | None = None,
+                  budget: int | None = DEFAULT_BUDGET, flops_budget: float | None = None,
+                  objectives: str = "accuracy", validation_fraction: float = 0.1, validation_seed: int = 0,
+                  data_dir: str | os.PathLike | None = None, artifacts: str | None = None) -> dict:
+    """A study's settings, checked; the data source is loaded once for its image shape and classes."""
+    from explorer.engine.data import load_dataset
+
+    check_space(space)
+    if trial_seconds is not None and trial_epochs is not None:
+        raise ConfigError("give either --trial-seconds or --trial-epochs, not both.")
+    if trial_seconds is None and trial_epochs is None:
+        trial_seconds = 60.0
+    if trial_seconds is not None and not (1 <= trial_seconds <= 86400):
+        raise ConfigError(f"trial seconds {trial_seconds}: use 1 to 86400.")
+    if trial_epochs is not None and not (1 <= trial_epochs <= 1000):
+        raise ConfigError(f"trial epochs {trial_epochs}: use 1 to 1000.")
+    for label, value in (("budget", budget), ("flops budget", flops_budget)):
+        if value is not None and not (value >= 1 and math.isfinite(value)):
+            raise ConfigError(f"{label} {value}: use a positive number (parameters / FLOPs per image).")
+    if not 0 < validation_fraction < 1:
+        raise ConfigError(f"validation fraction {validation_fraction}: use a number between 0 and 1, e.g. 0.1.")
+    dataset = load_dataset(data, data_dir if data_dir is not None else store_settings.default_data_dir())
+    return {"space": space, "data": data, "trial_seconds": trial_seconds, "trial_epochs": trial_epochs,
+            "budget": budget, "flops_budget": flops_budget, "objectives": check_objectives(objectives),
+            "validation": {"fraction": validation_fraction, "seed": validation_seed},
+            "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
+            "artifacts": str(Path(artifacts).expanduser().resolve()) if artifacts else None}
+
+
+def artifact_dir(settings: dict, storage_url: str) -> Path | None:
+    """Where trials upload their checkpoints (an Optuna FileSystemArtifactStore): the search's `artifacts`
+    folder (a shared path for workers on many machines), else `artifacts/` beside a journal file."""
+    if settings.get("artifacts"):
+        return Path(settings["artifacts"])
+    if storage_url.startswith("journal:"):
+        return Path(storage_url.removeprefix("journal:")).expanduser().parent / "artifacts"
+    return None
+
+
+def fetch_checkpoint(settings: dict, storage_url: str, row: dict, destination: Path) -> Path:
+    """Download a trial's checkpoint from the artifact store (trials of any machine); ConfigError if it has none."""
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact
+
+    folder, artifact = artifact_dir(settings, storage_url), (row.get("checkpoint_artifact") or None)
+    if folder is None or artifact is None:
+        raise ConfigError(f"trial {row['number']} has no checkpoint in the artifact store (it was not trained, or "
+                          f"the search has no --artifacts folder).")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    download_artifact(artifact_store=FileSystemArtifactStore(folder), file_path=str(destination),
+                      artifact_id=artifact)
+    return destination
+
+
+def directions(objectives: list[str]) -> list[str]:
+    return ["maximize" if n == "accuracy" else "minimize" for n in objectives]
+
+
+def sampler_and_pruner(settings: dict) -> tuple[Any, Any]:
+    """Not kept in the storage: every worker builds them from the settings. TPE learns from rejected trials
+    through their constraints (> 0: over budget); one objective prunes with Hyperband on per-epoch accuracy."""
+    optuna = _optuna()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # Optuna 5 reads the constraints trial.set_constraint stored; 4.x needs a constraints_func.
+        legacy = not hasattr(optuna.trial.Trial, "set_constraint")
+        constraints = (lambda t: t.user_attrs.get("constraint", [0.0, 0.0, 0.0])) if legacy else None
+        sampler = optuna.samplers.TPESampler(constraints_func=constraints, multivariate=True, group=True,
+                                             n_startup_trials=5)
+    single = len(settings["objectives"]) == 1
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1) if single else optuna.pruners.NopPruner()
+    return sampler, pruner
+
+
+def create_search(name: str, storage_url: str, settings: dict) -> Any:
+    optuna = _optuna()
+    storage = make_storage(storage_url)
+    sampler, pruner = sampler_and_pruner(settings)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions(settings["objectives"]),
+                                    sampler=sampler, pruner=pruner)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise ConfigError(f"search {name!r} already exists in {storage_url}; run it with `search run {name}` "
+                          f"or pick another name.") from None
+    study.set_user_attr(SETTINGS_ATTR, settings)
+    return study
+
+
+def load_search(name: str, storage_url: str) -> tuple[Any, dict]:
+    """(study, settings); ConfigError when the storage has no such search."""
+    optuna = _optuna()
+    storage = make_storage(storage_url, create=False)
+    try:
+        summaries = optuna.study.get_all_study_names(storage)
+    except Exception as err:  # a database that cannot be reached
+        raise ConfigError(f"storage {storage_url}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+    if name not in summaries:
+        known = ", ".join(summaries) or "none"
+        raise ConfigError(f"no search {name!r} in {storage_url} (searches there: {known}); create it with "
+                          f"`python -m explorer search create {name} ...`.")
+    probe = optuna.load_study(study_name=name, storage=storage)
+    settings = probe.user_attrs.get(SETTINGS_ATTR)
+    if not isinstance(settings, dict):
+        raise ConfigError(f"study {name!r} in {storage_url} was not created by `explorer search create`.")
+    sampler, pruner = sampler_and_pruner(settings)
+    return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), settings
+
+
+# ------------------------------------------------------------------------------------------- reading trials
+
+
+def trial_status(trial: Any) -> str:
+    """complete, running, waiting, pruned, rejected or failed."""
+    state = trial.state.name.lower()
+    if state == "pruned" and "rejected" in trial.user_attrs:
+        return "rejected"
+    return {"fail": "failed"}.get(state, state)
+
+
+def trial_row(trial: Any) -> dict:
+    attrs = trial.user_attrs
+    seconds = None
+    if trial.datetime_start and trial.datetime_complete:
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return {"number": trial.number, "state": trial_status(trial), "val_accuracy": attrs.get("val_accuracy"),
+            "test_accuracy": attrs.get("test_accuracy"), "params": attrs.get("params"), "flops": attrs.get("flops"),
+            "epochs": attrs.get("epochs"), "seconds": seconds, "run_id": attrs.get("run_id"),
+            "rejected": attrs.get("rejected"), "retry_of": trial.system_attrs.get("failed_trial"),
+            "checkpoint_artifact": attrs.get("checkpoint_artifact"),
+            "config": attrs.get("config")}
+
+
+def pareto(rows: list[dict], keys: tuple[str, ...] = ("params",)) -> list[dict]:
+    """Complete trials no other complete trial beats on validation accuracy (higher) and every key (lower)."""
+    done = [r for r in rows if r["state"] == "complete" and r["val_accuracy"] is not None]
+
+    def dominates(a: dict, b: dict) -> bool:
+        no_worse = a["val_accuracy"] >= b["val_accuracy"] and all(a[k] <= b[k] for k in keys)
+        better = a["val_accuracy"] > b["val_accuracy"] or any(a[k] < b[k] for k in keys)
+        return no_worse and better
+
+    front = [r for r in done if not any(dominates(o, r) for o in done)]
+    return sorted(front, key=lambda r: (r["params"], -r["val_accuracy"]))
+
+
+def best(rows: list[dict]) -> dict | None:
+    """The complete trial with the best validation accuracy (fewer parameters breaks a tie)."""
+    done = [r for r in rows if r["state"] == "complete" and r["val_accuracy"] is not None]
+    return max(done, key=lambda r: (r["val_accuracy"], -(r["params"] or 0)), default=None)
+
+
+def status(study: Any, settings: dict) -> dict:
+    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    counts = {k: 0 for k in ("complete", "running", "waiting", "pruned", "rejected", "failed")}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    keys = tuple(k for k in ("params", "flops") if k in settings["objectives"]) or ("params",)
+    return {"name": study.study_name, "trials": len(rows), **counts, "objectives": settings["objectives"],
+            "budget": settings["budget"], "flops_budget": settings["flops_budget"], "data": settings["data"],
+            "pareto": pareto(rows, keys), "best": best(rows)}
+
+
+def rows(study: Any) -> list[dict]:
+    return [trial_row(t) for t in study.get_trials(deepcopy=False)]
+
+
+def counted_trials(study: Any) -> int:
+    """Trials that count towards --trials: complete and pruned (rejected ones included)."""
+    optuna = _optuna()
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    with contextlib.suppress(Exception):
+        return len(study.get_trials(deepcopy=False, states=states))
+    return 0
+
+
+__all__ = ["make_storage", "default_storage", "make_settings", "create_search", "load_search", "status", "rows",
+           "best", "pareto", "trial_row", "trial_status", "counted_trials", "OBJECTIVES", "check_objectives",
+           "artifact_dir", "fetch_checkpoint"]

@@ -1,0 +1,267 @@
+"""The search engine and its CLI on tiny synthetic searches: budget rejections, validation split, run records,
+two worker processes on one journal, a worker SIGKILLed mid-trial, errors as one line."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from explorer.cli import main
+from explorer.search.study import create_search, fetch_checkpoint, load_search, make_settings, rows, status
+from explorer.search.trial import validation_split
+from explorer.search.worker import run_worker
+from explorer.store.runs import list_runs, read_run
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"recipe": "fast",
+        "arch": {"depth": {"low": 1, "high": 2}, "width": {"low": 4, "high": 8}, "pool": "max", "head": "avgpool"},
+        "train": {"lr": {"low": 0.01, "high": 0.1, "log": True}, "batch_size": 64, "augment": [],
+                  "tta_flip": False}}
+
+
+def _create(name: str, runs_dir: Path, space: dict = TINY, **kwargs) -> str:
+    storage = f"journal:{runs_dir / 'searches' / name / 'journal.log'}"
+    settings = make_settings(space, kwargs.pop("data", "synthetic:200"), **({"trial_epochs": 1} | kwargs))
+    create_search(name, storage, settings)
+    return storage
+
+
+def _cli(*argv: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "explorer", *argv], capture_output=True, text=True, cwd=ROOT,
+                          env=(env or os.environ) | {"PYTHONPATH": str(ROOT)}, timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------- in this process
+
+
+def test_over_budget_samples_are_rejected_and_never_trained(runs_dir):
+    storage = _create("tight", runs_dir, budget=100)  # even a 1-block net of width 4 has more parameters
+    summary = run_worker("tight", storage, trials=4, runs_dir=runs_dir)
+    study, settings = load_search("tight", storage)
+    trials = rows(study)
+    assert summary["trials_run"] == 4 and [t["state"] for t in trials] == ["rejected"] * 4
+    for row in trials:
+        assert row["params"] > 100 and "over the budget of 100" in row["rejected"]
+        assert row["run_id"] is None and row["val_accuracy"] is None
+    assert list_runs(runs_dir) == []  # no run folder: nothing was loaded or trained
+    frozen = study.get_trials()[0]
+    assert frozen.state.name == "PRUNED" and frozen.system_attrs.get("constraints:params", 0) > 0
+    assert status(study, settings)["rejected"] == 4
+
+
+def test_samples_that_cannot_be_built_are_rejected_with_the_reason(runs_dir):
+    space = copy.deepcopy(TINY)
+    space["arch"] |= {"depth": 8, "kernel": 5, "padding": "valid"}  # 32x32 cannot go through 8 valid 5x5 + pools
+    storage = _create("broken", runs_dir, space)
+    run_worker("broken", storage, trials=2, runs_dir=runs_dir)
+    study, _ = load_search("broken", storage)
+    assert all(r["state"] == "rejected" and r["rejected"].startswith("cannot be built: conv") for r in rows(study))
+    assert list_runs(runs_dir) == []
+
+
+def test_validation_split_is_seeded_carved_from_train_and_never_the_test_set(tmp_path):
+    search, full = validation_split("synthetic:200", tmp_path, 0.1, 0)
+    assert len(search.test_y) == 20 and len(search.train_y) == 180 and len(full.test_y) == 50
+    train_rows = {bytes(x.numpy().tobytes()) for x in full.train_x}
+    assert all(bytes(x.numpy().tobytes()) in train_rows for x in search.test_x)
+    other, _ = validation_split("synthetic:200", tmp_path, 0.1, 1)
+    assert not torch.equal(other.test_x, search.test_x)
+    again, _ = validation_split("synthetic:200", tmp_path / "x", 0.1, 0)
+    assert torch.equal(again.test_x, search.test_x)
+
+
+def test_a_trial_is_a_normal_run_record_with_validation_and_test_accuracy(runs_dir, tmp_path):
+    storage = _create("one", runs_dir, objectives="accuracy,params")
+    run_worker("one", storage, trials=1, runs_dir=runs_dir)
+    study, settings = load_search("one", storage)
+    (row,) = rows(study)
+    assert row["state"] == "complete" and row["epochs"] == 1
+    record = read_run(row["run_id"], runs_dir)
+    assert record["status"] == "finished" and record["checkpoint"] == "model.safetensors"
+    assert record["search"]["name"] == "one" and record["search"]["trial"] == row["number"]
+    assert record["summary"]["final_test_accuracy"] == row["val_accuracy"]  # the record's "test" is validation
+    assert 0 <= row["test_accuracy"] <= 1 and record["params"] == row["params"]
+    assert study.get_trials()[0].values == [row["val_accuracy"], row["params"]]  # two objectives
+    assert status(study, settings)["pareto"] == [row]
+    from explorer.store.checkpoint import load_checkpoint
+    from explorer.store.runner import resume_state
+
+    assert resume_state(row["run_id"], runs_dir)["epochs_done"] == 1  # Resume accepts it
+    # The checkpoint also went to the artifact store (how the app fetches trials of other machines).
+    fetched = fetch_checkpoint(settings, storage, row, tmp_path / "fetched" / "model.safetensors")
+    assert fetched.read_bytes() == (runs_dir / row["run_id"] / "model.safetensors").read_bytes()
+    assert load_checkpoint(fetched).meta["run_id"] == row["run_id"]
+
+
+def test_trial_seconds_fit_the_schedule_to_the_time(runs_dir):
+    storage = _create("timed", runs_dir, trial_epochs=None, trial_seconds=1.0)
+    run_worker("timed", storage, trials=1, runs_dir=runs_dir)
+    study, settings = load_search("timed", storage)
+    (row,) = rows(study)
+    assert settings["trial_seconds"] == 1.0 and settings["trial_epochs"] is None
+    record = read_run(row["run_id"], runs_dir)
+    assert row["epochs"] >= 1 and record["train"]["epochs"] == row["epochs"]  # one-cycle over the fitted epochs
+    assert record["summary"]["epochs_done"] in (row["epochs"], study.get_trials()[0].last_step)
+
+
+def test_a_net_too_slow_for_one_epoch_in_the_trial_seconds_is_rejected_untrained(runs_dir, monkeypatch):
+    import explorer.search.trial as trial_module
+
+    monkeypatch.setattr(trial_module, "fitted_epochs", lambda arch, cfg, dataset, seconds: (0, 5.0))
+    storage = _create("slow", runs_dir, trial_epochs=None, trial_seconds=2.0)
+    run_worker("slow", storage, trials=1, runs_dir=runs_dir)
+    study, _ = load_search("slow", storage)
+    (frozen,) = study.get_trials()
+    assert frozen.user_attrs["rejected"] == "too slow: one epoch takes about 5 s, more than the trial's 2 s"
+    assert frozen.system_attrs["constraints:seconds"] == 3.0 and frozen.system_attrs["constraints:params"] <= 0
+    assert list_runs(runs_dir) == []
+
+
+# ------------------------------------------------------------------------------------------- worker processes
+
+
+def test_two_worker_processes_on_one_journal_finish_n_trials_with_distinct_numbers(runs_dir):
+    # Trials of a few epochs: long enough that the second worker is up before the first has done all four.
+    storage = _create("pair", runs_dir, data="synthetic:400", trial_epochs=3)
+    done = _cli("search", "run", "pair", "--storage", storage, "--workers", "2", "--trials", "4",
+                "--runs-dir", str(runs_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["run"]["exit_codes"] == [0, 0]
+    study, _ = load_search("pair", storage)
+    finished = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+    assert 4 <= len(finished) <= 5  # N for the whole search; the other worker may finish the trial it had
+    numbers = [t.number for t in finished]
+    assert len(set(numbers)) == len(numbers)
+    assert len({t.user_attrs["worker"]["pid"] for t in finished}) == 2  # both workers took trials
+    run_ids = [t.user_attrs["run_id"] for t in finished if "run_id" in t.user_attrs]
+    assert len(set(run_ids)) == len(run_ids) == len([r for r in list_runs(runs_dir) if r.get("search")])
+
+
+def _running_trial_with_run(storage: str, name: str, deadline: float):
+    while time.monotonic() < deadline:
+        study, _ = load_search(name, storage)
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state.name == "RUNNING" and "worker" in trial.user_attrs and trial.user_attrs.get("epochs"):
+                return trial
+        time.sleep(0.1)
+    raise AssertionError("no trial started training")
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_failed_then_retried_and_the_search_completes(runs_dir):
+    space = copy.deepcopy(TINY)
+    space["arch"]["width"] = {"low": 16, "high": 24}
+    storage = _create("kill", runs_dir, space, data="synthetic:400", trial_epochs=6)
+    check_killed_worker_is_retried("kill", storage, runs_dir)
+
+
+def check_killed_worker_is_retried(name: str, storage: str, runs_dir: Path) -> None:
+    """SIGKILL one of two workers once its trial trains; the trial ends FAIL, its copy runs, 3 trials finish."""
+    search = subprocess.Popen([sys.executable, "-m", "explorer", "search", "run", name, "--storage", storage,
+                               "--workers", "2", "--trials", "3", "--runs-dir", str(runs_dir), "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              env=os.environ | {"PYTHONPATH": str(ROOT)})
+    try:
+        victim = _running_trial_with_run(storage, name, time.monotonic() + 120)
+        os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
+        out, err = search.communicate(timeout=300)
+    finally:
+        if search.poll() is None:
+            search.kill()
+            search.communicate()
+    assert search.returncode == 0, err
+    summary = json.loads(out)
+    assert -signal.SIGKILL in summary["run"]["exit_codes"] and summary["run"]["replaced"] == 1
+    study, _ = load_search(name, storage)
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[victim.number].state.name == "FAIL"
+    assert trials[victim.number].user_attrs["failed_because"] == "its worker process died"
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1 and retries[0].state.name in ("COMPLETE", "PRUNED")
+    assert retries[0].params == victim.params
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials.values()) >= 3
+    assert summary["running"] == 0 and summary["waiting"] == 0
+
+
+# ------------------------------------------------------------------------------------------- the CLI
+
+
+def test_cli_space_create_status_best_export(runs_dir, tmp_path, capsys):
+    assert main(["search", "space", "--preset", "fast"]) == 0
+    assert json.loads(capsys.readouterr().out)["arch"]["widths"] == [26, 52, 103, 206]
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY))
+    assert main(["search", "create", "c1", "--space", str(space), "--data", "synthetic:200", "--trial-epochs", "1",
+                 "--objectives", "accuracy,flops", "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["storage"] == f"journal:{runs_dir / 'searches' / 'c1' / 'journal.log'}"
+    assert created["objectives"] == ["accuracy", "flops"] and created["trial_epochs"] == 1
+    run_worker("c1", created["storage"], trials=2, runs_dir=runs_dir)
+    assert main(["search", "status", "c1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["complete"] + summary["pruned"] + summary["rejected"] == 2 and summary["failed"] == 0
+    assert summary["pareto"] and {"config", "params", "flops", "val_accuracy", "test_accuracy"} <= set(
+        summary["pareto"][0])
+    assert main(["search", "best", "c1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["number"] in {r["number"] for r in summary["pareto"]}
+    assert main(["search", "export", "c1"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [int(r["number"]) for r in table] == [0, 1] and json.loads(table[0]["config"])["arch"]["conv"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["search", "status", "nope"], "no search journal at"),
+    (["search", "space", "--preset", "nope"], "unknown preset 'nope'"),
+    (["search", "create", "x", "--space", "{missing}", "--data", "synthetic:200"], "cannot read space file"),
+    (["search", "create", "x", "--space", "{bad}", "--data", "synthetic:200"], "space arch.depth: empty range"),
+    (["search", "create", "x", "--space", "{good}", "--data", "nope"], "unknown data source 'nope'"),
+    (["search", "create", "x", "--space", "{good}", "--data", "synthetic:200", "--objectives", "params"],
+     "objectives 'params'"),
+    (["search", "create", "x", "--space", "{good}", "--data", "synthetic:200", "--storage", "nodb://x"],
+     "storage 'nodb://x' cannot be opened"),
+    (["search", "create", "a/b", "--space", "{good}", "--data", "synthetic:200"], "search name 'a/b'"),
+    (["search", "run", "nope", "--workers", "0"], "workers 0"),
+    (["search", "create", "x", "--space", "{good}", "--data", "synthetic:200", "--trial-seconds", "5",
+      "--trial-epochs", "1"], "not allowed with argument"),
+])
+def test_cli_errors_exit_2_with_one_line(runs_dir, tmp_path, capsys, argv, words):
+    bad = copy.deepcopy(TINY)
+    bad["arch"]["depth"] = {"low": 3, "high": 1}
+    (tmp_path / "good.json").write_text(json.dumps(TINY))
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    argv = [a.format(missing=tmp_path / "missing.json", bad=tmp_path / "bad.json", good=tmp_path / "good.json")
+            for a in argv]
+    with pytest.raises(SystemExit) if "--trial-seconds" in argv else _no_raise() as exited:
+        code = main(argv)
+    code = exited.value.code if exited is not None and hasattr(exited, "value") else code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and words in err and len(err.splitlines()) == 1
+    assert not (runs_dir / "searches" / "nope").exists()  # reading a search creates nothing
+
+
+def test_create_twice_and_best_without_trials_are_refused(runs_dir, tmp_path, capsys):
+    _create("dup", runs_dir)
+    (tmp_path / "s.json").write_text(json.dumps(TINY))
+    assert main(["search", "create", "dup", "--space", str(tmp_path / "s.json"), "--data", "synthetic:200"]) == 2
+    assert "search 'dup' already exists" in capsys.readouterr().err
+    assert main(["search", "best", "dup"]) == 2
+    assert "has no complete trial yet" in capsys.readouterr().err
+
+
+class _no_raise:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

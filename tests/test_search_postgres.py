@@ -1,0 +1,87 @@
+"""The same searches on a real PostgreSQL server: a throwaway cluster (Debian's postgresql, `make postgres`)
+started with initdb/pg_ctl on a free port, workers pointed at its SQLAlchemy URL (RDBStorage with heartbeat)."""
+
+from __future__ import annotations
+
+import copy
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import test_search as cases
+
+from explorer.search.study import load_search, rows
+
+BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """postgresql+psycopg://postgres@127.0.0.1:PORT/postgres on a cluster that lives for this module."""
+    assert BIN, "PostgreSQL is not installed: run `make postgres` (apt-get install postgresql)"
+    tools = Path(BIN[-1])
+    root = Path(tempfile.mkdtemp(prefix="explorer-pg-"))
+    # initdb refuses to run as root: as root, the cluster belongs to the postgres user.
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_owner:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", _free_port()
+    subprocess.run([*as_owner, tools / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_owner, tools / "pg_ctl", "-D", data, "-l", root / "log", "-w", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_owner, tools / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _create_on(url: str, name: str, runs_dir: Path, **kwargs) -> str:
+    from explorer.search.study import create_search, make_settings
+
+    space = kwargs.pop("space", cases.TINY)
+    settings = make_settings(space, kwargs.pop("data", "synthetic:200"), **({"trial_epochs": 1} | kwargs))
+    create_search(name, url, settings)
+    return url
+
+
+def test_two_workers_on_postgresql_finish_n_trials_with_distinct_numbers(postgres_url, runs_dir):
+    _create_on(postgres_url, "pg-pair", runs_dir)
+    done = cases._cli("search", "run", "pg-pair", "--storage", postgres_url, "--workers", "2", "--trials", "4",
+                      "--runs-dir", str(runs_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    study, _ = load_search("pg-pair", postgres_url)
+    finished = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+    assert 4 <= len(finished) <= 5
+    assert len({t.number for t in finished}) == len(finished)
+    assert len({t.user_attrs["worker"]["pid"] for t in finished}) == 2
+    assert all(r["run_id"] for r in rows(study) if r["state"] == "complete")
+
+
+def test_a_worker_killed_mid_trial_on_postgresql_is_failed_retried_and_the_search_completes(postgres_url, runs_dir):
+    space = copy.deepcopy(cases.TINY)
+    space["arch"]["width"] = {"low": 16, "high": 24}
+    _create_on(postgres_url, "pg-kill", runs_dir, space=space, data="synthetic:400", trial_epochs=6)
+    cases.check_killed_worker_is_retried("pg-kill", postgres_url, runs_dir)
+
+
+def test_a_bad_database_url_is_one_line(runs_dir, capsys):
+    from explorer.cli import main
+
+    port = _free_port()  # nothing listens there
+    assert main(["search", "status", "x", "--storage", f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot be opened" in err and len(err.splitlines()) == 1
