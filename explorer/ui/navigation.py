@@ -22,6 +22,7 @@ PAGES = (
     ("train.py", "Train", ":material/model_training:", "train"),
     ("checkpoints.py", "Checkpoints", ":material/save:", "checkpoints"),
     ("runs.py", "Runs", ":material/table_chart:", "runs"),
+    ("search.py", "Search", ":material/travel_explore:", "search"),
 )
 LINK_READ = "app.link_read"
 

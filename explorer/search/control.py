@@ -1,0 +1,150 @@
+"""The app's side of a search: which searches the runs folder holds, and `search run` as a detached process.
+
+The Search page starts `python -m explorer search run NAME ...` in a session of its own (like
+explorer.store.runner.Runner starts a run), so a rerun, a page switch or a restart of the app server cannot
+touch it. The process's stamp (pid, start time, host, command, log) goes into `<runs>/searches/NAME/process.json`,
+so a reloaded page or a restarted server finds the search still running, and Stop can signal it (SIGTERM:
+`search run` forwards it to its workers, which stop their runs cleanly and queue their trials again).
+Searches whose storage is the default journal are the ones listed; a database search is run from the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from explorer.atomic import atomic_write_json
+from explorer.errors import ConfigError
+from explorer.search.study import default_storage
+from explorer.store import settings as store_settings
+from explorer.store.runs import owner_alive, process_start_ticks, this_process
+
+SEARCHES_DIR = "searches"
+JOURNAL_NAME = "journal.log"
+PROCESS_NAME = "process.json"
+# Children started by this server: polled so an ended one is reaped (a zombie would still look alive).
+_CHILDREN: dict[str, subprocess.Popen] = {}
+_LOCK = threading.Lock()
+
+
+def check_name(name: str) -> str:
+    """A search name that is a plain folder name; ConfigError naming what to use otherwise."""
+    name = str(name).strip()
+    if not name or "/" in name or "\\" in name or name.startswith(".") or len(name) > 80:
+        raise ConfigError(f"search name {name!r}: use a plain name such as s1 (no '/', not starting with '.', "
+                          f"at most 80 characters).")
+    return name
+
+
+def search_dir(name: str, runs_dir: str | os.PathLike) -> Path:
+    return Path(runs_dir) / SEARCHES_DIR / check_name(name)
+
+
+def list_searches(runs_dir: str | os.PathLike) -> list[str]:
+    """Names of the searches with a default journal under `<runs_dir>/searches/`, newest first."""
+    root = Path(runs_dir) / SEARCHES_DIR
+    with contextlib.suppress(OSError):
+        found = [p.parent for p in root.glob(f"*/{JOURNAL_NAME}") if p.is_file()]
+        return [p.name for p in sorted(found, key=lambda p: (p / JOURNAL_NAME).stat().st_mtime, reverse=True)]
+    return []
+
+
+def run_command(name: str, workers: int, trials: int | None, timeout: float | None,
+                runs_dir: str | os.PathLike, data_dir: str | os.PathLike) -> list[str]:
+    """The `search run` argv (the same a user can type), on the search's default journal."""
+    argv = [sys.executable, "-m", "explorer", "search", "run", name, "--storage", default_storage(name, runs_dir),
+            "--runs-dir", str(runs_dir), "--data-dir", str(data_dir), "--workers", str(int(workers))]
+    argv += ["--trials", str(int(trials))] if trials else []
+    argv += ["--timeout", f"{float(timeout):g}"] if timeout else []
+    return argv
+
+
+def _reap() -> None:
+    with _LOCK:
+        for name, child in list(_CHILDREN.items()):
+            if child.poll() is not None:
+                del _CHILDREN[name]
+
+
+def read_process(name: str, runs_dir: str | os.PathLike) -> dict | None:
+    """The stamp of the last `search run` the app started for `name` (None when there is none)."""
+    with contextlib.suppress(OSError, ValueError):
+        stamp = json.loads((search_dir(name, runs_dir) / PROCESS_NAME).read_text())
+        return stamp if isinstance(stamp, dict) else None
+    return None
+
+
+def is_running(name: str, runs_dir: str | os.PathLike) -> bool:
+    """Whether the app's `search run` for `name` is still alive (started by this server or an earlier one)."""
+    _reap()
+    return owner_alive(read_process(name, runs_dir))
+
+
+def running_searches(runs_dir: str | os.PathLike) -> list[str]:
+    return [name for name in list_searches(runs_dir) if is_running(name, runs_dir)]
+
+
+def start(name: str, workers: int = 1, trials: int | None = None, timeout: float | None = None,
+          runs_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None) -> dict:
+    """Start `search run NAME` detached; returns its stamp. ConfigError when it already runs or exits at once."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else store_settings.default_runs_dir()
+    data_dir = Path(data_dir) if data_dir is not None else store_settings.default_data_dir()
+    if is_running(name, runs_dir):
+        raise ConfigError(f"search {name} is already running; stop it first.")
+    folder = search_dir(name, runs_dir)
+    argv = run_command(name, workers, trials, timeout, runs_dir, data_dir)
+    log = runs_dir / ".logs" / f"search-{name}-app.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    with open(log, "ab") as output:
+        # A new session: the search outlives the app server and a Ctrl-C in its terminal.
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=env,
+                                 start_new_session=True)
+    with _LOCK:
+        _CHILDREN[name] = child
+    stamp = this_process() | {"pid": child.pid, "start_ticks": process_start_ticks(child.pid), "command": argv,
+                              "log": str(log), "started": time.time()}
+    atomic_write_json(folder / PROCESS_NAME, stamp)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        # A bad search (missing journal, bad storage) exits 2 at once: say why instead of "not running".
+        if child.wait(timeout=0.5) != 0:
+            raise ConfigError(f"search {name} could not start: {_last_line(log) or f'exit {child.returncode}'}")
+    return stamp
+
+
+def stop(name: str, runs_dir: str | os.PathLike | None = None) -> bool:
+    """SIGTERM to the app's `search run` for `name`; False when it is not running."""
+    runs_dir = runs_dir if runs_dir is not None else store_settings.default_runs_dir()
+    stamp = read_process(name, runs_dir)
+    if not is_running(name, runs_dir):
+        return False
+    try:
+        os.kill(stamp["pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def last_message(name: str, runs_dir: str | os.PathLike) -> str:
+    """The last line `search run` wrote to its log (why it stopped or failed), "" when there is none."""
+    stamp = read_process(name, runs_dir) or {}
+    return _last_line(Path(stamp["log"])) if stamp.get("log") else ""
+
+
+def _last_line(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        return lines[-1].removeprefix("error: ") if lines else ""
+    return ""
+
+
+__all__ = ["list_searches", "running_searches", "is_running", "read_process", "start", "stop", "last_message",
+           "run_command", "search_dir", "check_name", "SEARCHES_DIR", "PROCESS_NAME"]

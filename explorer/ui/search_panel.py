@@ -1,0 +1,383 @@
+"""The Search page: build a space around the sidebar's preset (or pick a search), Start / Stop, a live Pareto front.
+
+A search is `python -m explorer search run NAME ...` in a process of its own (explorer.search.control), on the
+default journal under the runs folder, so widget clicks, page switches and app restarts never touch it. The
+page only reads the journal: an st.fragment re-reads it every POLL_SECONDS while the search runs. A reloaded
+page (or a restarted server) re-attaches to a running search found under <runs>/searches/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+import streamlit as st
+
+from explorer.arch.config import ArchConfig
+from explorer.arch.presets import PRESETS
+from explorer.engine.config import TrainConfig
+from explorer.engine.recipes import RECIPES
+from explorer.errors import ConfigError, ExplorerError
+from explorer.search import control
+from explorer.search.space import load_space, space_around
+from explorer.search.study import create_search, default_storage, load_search, make_settings, rows
+from explorer.store import settings
+from explorer.store.runner import RunSpec
+from explorer.ui import navigation, search_charts, train_panel
+from explorer.ui import state as arch_keys
+from explorer.ui.state import Selection
+
+POLL_SECONDS = 2.0
+NEW = "➕ New search"
+DEFAULT_PRESET = "fast"
+OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,flops")
+SYNTHETIC, FOLDER_CHOICE = "synthetic", "folder:…"
+
+PICK, NAME, SOURCE, FOLDER, SYNTHETIC_SIZE = "search.pick", "search.name", "search.source", "search.folder", \
+    "search.synthetic_size"
+PER_TRIAL, TRIAL_SECONDS, TRIAL_EPOCHS = "search.per_trial", "search.trial_seconds", "search.trial_epochs"
+OBJECTIVE, FLOPS_BUDGET, SPACE, WORKERS, TRIALS = "search.objectives", "search.flops_budget", "search.space", \
+    "search.workers", "search.trials"
+TRIAL, LONGER_EPOCHS = "search.trial", "search.longer_epochs"
+ERROR, SWITCH, SPACE_FROM = "search.error", "search.switch_to", "search.space_from"
+# Widgets of a page not in view lose their state; their values are kept under KEEP + key between visits.
+WIDGETS = (PICK, TRIAL, NAME, SOURCE, FOLDER, SYNTHETIC_SIZE, PER_TRIAL, TRIAL_SECONDS, TRIAL_EPOCHS, OBJECTIVE,
+           FLOPS_BUDGET, SPACE, WORKERS, TRIALS, LONGER_EPOCHS)
+KEEP = "search.keep."
+DEFAULTS = {SOURCE: SYNTHETIC, FOLDER: "", SYNTHETIC_SIZE: 2000, PER_TRIAL: "seconds per trial", TRIAL_SECONDS: 60.0,
+            TRIAL_EPOCHS: 2, OBJECTIVE: "accuracy", FLOPS_BUDGET: 0.0, WORKERS: 2, TRIALS: 20, NAME: ""}
+
+
+def _dirs() -> tuple[Any, Any]:
+    return settings.default_runs_dir(), settings.default_data_dir()
+
+
+def _space_text(preset: str) -> str:
+    return json.dumps(space_around(preset), indent=2)
+
+
+def init_state(state: MutableMapping[str, Any], preset: str | None) -> None:
+    """Defaults, then the values kept from the last visit; the space starts around the sidebar's preset."""
+    for key in WIDGETS:
+        if key not in state and KEEP + key in state:
+            state[key] = state[KEEP + key]
+    for key, value in DEFAULTS.items():
+        state.setdefault(key, value)
+    if SPACE not in state:
+        state[SPACE_FROM] = preset if preset in PRESETS else DEFAULT_PRESET
+        state[SPACE] = _space_text(state[SPACE_FROM])
+
+
+def _remember(state: MutableMapping[str, Any]) -> None:
+    for key in WIDGETS:
+        if key in state:
+            state[KEEP + key] = state[key]
+
+
+def source_of(state: MutableMapping[str, Any]) -> str:
+    if state[SOURCE] == FOLDER_CHOICE:
+        return f"folder:{str(state[FOLDER]).strip()}"
+    if state[SOURCE] == SYNTHETIC:
+        return f"synthetic:{int(state[SYNTHETIC_SIZE])}"
+    return state[SOURCE]
+
+
+def space_error(text: str) -> str | None:
+    """Why the space text is refused (one line naming the field), None when it is a valid space."""
+    try:
+        load_space(text)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+# --- callbacks (they run before the script, so widget keys may still be set) -----------------------------------
+
+
+def _run_options(state: MutableMapping[str, Any]) -> tuple[int, int | None]:
+    return int(state[WORKERS]), int(state[TRIALS]) or None
+
+
+def create_and_start(state: MutableMapping[str, Any], budget: int) -> str:
+    """Create the search the widgets describe on its default journal and start it; ExplorerError says why not."""
+    runs_dir, data_dir = _dirs()
+    name = control.check_name(state[NAME] or time.strftime("search-%Y%m%d-%H%M%S"))
+    space = load_space(state[SPACE])
+    source = source_of(state)
+    if source == "folder:":
+        raise ConfigError("enter an image folder first.")
+    settings.check_app_source(source)
+    by_time = state[PER_TRIAL] == "seconds per trial"
+    flops_budget = float(state[FLOPS_BUDGET]) or None
+    study_settings = make_settings(space, source, float(state[TRIAL_SECONDS]) if by_time else None,
+                                   None if by_time else int(state[TRIAL_EPOCHS]), budget, flops_budget,
+                                   state[OBJECTIVE], data_dir=data_dir)
+    create_search(name, default_storage(name, runs_dir), study_settings)
+    control.start(name, *_run_options(state), runs_dir=runs_dir, data_dir=data_dir)
+    state[PICK] = name
+    return name
+
+
+def _on_create(budget: int) -> None:
+    state = st.session_state
+    state.pop(ERROR, None)
+    try:
+        with st.spinner("Loading the data and creating the search…"):
+            create_and_start(state, budget)
+    except ExplorerError as err:
+        state[ERROR] = str(err)
+
+
+def _on_continue(name: str) -> None:
+    state = st.session_state
+    state.pop(ERROR, None)
+    runs_dir, data_dir = _dirs()
+    try:
+        control.start(name, *_run_options(state), runs_dir=runs_dir, data_dir=data_dir)
+    except ExplorerError as err:
+        state[ERROR] = str(err)
+
+
+def _on_stop(name: str) -> None:
+    control.stop(name, _dirs()[0])
+
+
+def _on_reset_space(preset: str) -> None:
+    st.session_state[SPACE] = _space_text(preset)
+    st.session_state[SPACE_FROM] = preset
+
+
+def open_in_architecture(state: MutableMapping[str, Any], row: dict, study_settings: dict) -> None:
+    """Put the trial's network (and the search data's input shape) into the sidebar's widgets."""
+    arch = ArchConfig.from_dict(row["config"]["arch"])
+    state.update(arch_keys.arch_to_values(arch))
+    arch_keys.mark_custom(state)
+    arch_keys.set_input(state, tuple(study_settings["input_shape"]), study_settings["num_classes"])
+
+
+def longer_spec(name: str, row: dict, data: str, epochs: int) -> RunSpec:
+    """A normal run of the trial's network and training settings, `epochs` long, labelled with the search."""
+    arch = ArchConfig.from_dict(row["config"]["arch"])
+    train = TrainConfig.from_dict(row["config"]["train"] | {"epochs": int(epochs)})
+    train = dataclasses.replace(train, warmup_epochs=min(train.warmup_epochs, train.epochs))
+    return RunSpec(arch, train, data, name=f"search {name} trial {row['number']} longer", recipe=DEFAULT_PRESET)
+
+
+def _on_open(row: dict, study_settings: dict) -> None:
+    open_in_architecture(st.session_state, row, study_settings)
+    st.session_state[SWITCH] = "architecture"
+
+
+def _on_train_longer(name: str, row: dict, data: str) -> None:
+    state = st.session_state
+    state.pop(ERROR, None)
+    try:
+        settings.check_app_source(data)
+        run_id = train_panel.current_runner().start(longer_spec(name, row, data, int(state[LONGER_EPOCHS])))
+    except ExplorerError as err:
+        state[ERROR] = str(err)
+        return
+    train_panel.attach(run_id)
+    state[SWITCH] = "train"
+
+
+# --- the new-search form ------------------------------------------------------------------------------------
+
+
+def _data_picker() -> None:
+    sources = train_panel.cached_sources()
+    labels = {s["name"]: s["label"] for s in sources if s["available"]} | {FOLDER_CHOICE: "Image folder…"}
+    if st.session_state[SOURCE] not in labels:
+        st.session_state[SOURCE] = SYNTHETIC
+    st.selectbox("Dataset", list(labels), key=SOURCE, format_func=labels.get,
+                 help="Trials train on it minus a seeded validation split; the objective is measured on that split.")
+    if st.session_state[SOURCE] == SYNTHETIC:
+        st.number_input("Synthetic training images", 20, 200_000, step=500, key=SYNTHETIC_SIZE)
+    if st.session_state[SOURCE] == FOLDER_CHOICE:
+        st.text_input("Folder with train/<class>/ (and test/<class>/) images", key=FOLDER,
+                      placeholder="/path/to/images")
+
+
+def _trial_settings() -> None:
+    st.radio("Each trial trains for", ("seconds per trial", "epochs per trial"), key=PER_TRIAL, horizontal=True,
+             help="Fair trials: the same training time (the schedule fitted to it) or the same number of epochs.")
+    if st.session_state[PER_TRIAL] == "seconds per trial":
+        st.number_input("Seconds per trial", 1.0, 86_400.0, step=10.0, format="%g", key=TRIAL_SECONDS)
+    else:
+        st.number_input("Epochs per trial", 1, 1000, step=1, key=TRIAL_EPOCHS)
+    st.selectbox("Objectives", OBJECTIVES, key=OBJECTIVE,
+                 help="accuracy alone prunes weak trials early (Hyperband); with params or FLOPs the search is "
+                      "multi-objective.")
+    st.number_input("FLOPs budget per image (0: none)", 0.0, 1e13, step=1e6, format="%g", key=FLOPS_BUDGET)
+
+
+def _space_editor(selection: Selection) -> None:
+    preset = selection.preset if selection.preset in PRESETS else DEFAULT_PRESET
+    top, button = st.columns([3, 1])
+    top.caption(f"The space (JSON, docs/search.md): every setting fixed, a range `{{\"low\", \"high\"}}` or "
+                f"`{{\"choices\": [...]}}`. Started around **{st.session_state.get(SPACE_FROM, preset)}**.")
+    button.button(f"Reset around {preset}", key="search.reset_space", on_click=_on_reset_space, args=(preset,),
+                  width="stretch")
+    st.text_area("Search space", key=SPACE, height=320, label_visibility="collapsed")
+
+
+def _new_search(selection: Selection) -> None:
+    state = st.session_state
+    left, right = st.columns([1, 2])
+    with left:
+        st.text_input("Search name", key=NAME, max_chars=80, placeholder="search-<date>-<time>")
+        _data_picker()
+        _trial_settings()
+    with right:
+        _space_editor(selection)
+    problem = space_error(state[SPACE])
+    if problem:
+        st.error(problem)
+    workers_and_trials()
+    blocker = problem or ("enter an image folder first." if source_of(state) == "folder:" else None)
+    st.button("Start search", type="primary", key="search.start", disabled=blocker is not None,
+              on_click=_on_create, args=(selection.budget,),
+              help=f"Start is disabled: {blocker}" if blocker else None)
+    st.caption(f"Parameter budget {selection.budget:,} (set in the sidebar): a sampled net over it is rejected "
+               f"before it trains.")
+
+
+def workers_and_trials() -> None:
+    one, two = st.columns(2)
+    one.number_input("Worker processes", 1, 64, step=1, key=WORKERS,
+                     help="Local processes; their torch threads share the cores.")
+    two.number_input("Trials (for the whole search; 0: until stopped)", 0, 100_000, step=1, key=TRIALS)
+
+
+# --- a picked search ----------------------------------------------------------------------------------------
+
+
+def _controls(name: str, running: bool) -> None:
+    runs_dir = _dirs()[0]
+    if not running:
+        workers_and_trials()
+    start, stop, info = st.columns([1, 1, 4])
+    start.button("Continue search", type="primary", key="search.continue", disabled=running, width="stretch",
+                 on_click=_on_continue, args=(name,))
+    stop.button("Stop", key="search.stop", disabled=not running, width="stretch", on_click=_on_stop, args=(name,))
+    stamp = control.read_process(name, runs_dir) or {}
+    if running:
+        info.caption(f":material/autorenew: **running** (pid {stamp.get('pid')}); the charts update every "
+                     f"{POLL_SECONDS:g} s.")
+    elif stamp:
+        info.caption(f"Not running. Last message: {control.last_message(name, runs_dir) or '—'}")
+    if stamp.get("command"):
+        with st.expander("The command (run it on other machines with a database --storage)"):
+            st.code(shlex.join(stamp["command"]), language="bash", wrap_lines=True)
+
+
+def _metrics(trial_rows: list[dict]) -> None:
+    numbers = search_charts.counts(trial_rows)
+    for column, state in zip(st.columns(len(search_charts.STATES)), search_charts.STATES):
+        column.metric(state.capitalize(), numbers[state])
+
+
+def live_view(name: str) -> list[dict] | None:
+    """Counts, Pareto fronts, history and the trials table of `name`; its rows (None when it cannot be read)."""
+    try:
+        study, study_settings = load_search(name, default_storage(name, _dirs()[0]))
+        trial_rows = rows(study)
+    except ExplorerError as err:
+        st.error(str(err))
+        return None
+    _metrics(trial_rows)
+    budget = study_settings.get("budget")
+    left, right = st.columns(2)
+    left.plotly_chart(search_charts.pareto_figure(trial_rows, "params", budget, revision=name),
+                      key="search.chart.params", config={"displayModeBar": False})
+    right.plotly_chart(search_charts.pareto_figure(trial_rows, "flops", study_settings.get("flops_budget"),
+                                                   revision=name),
+                       key="search.chart.flops", config={"displayModeBar": False})
+    st.plotly_chart(search_charts.history_figure(trial_rows, revision=name), key="search.chart.history",
+                    config={"displayModeBar": False})
+    st.dataframe(search_charts.trials_table(trial_rows), hide_index=True, key="search.table",
+                 column_config={"Params": st.column_config.NumberColumn(format="localized"),
+                                "FLOPs": st.column_config.NumberColumn(format="localized"),
+                                "Val accuracy": st.column_config.NumberColumn(format="%.1f %%"),
+                                "Test accuracy": st.column_config.NumberColumn(format="%.1f %%"),
+                                "Seconds": st.column_config.NumberColumn(format="%.1f")})
+    return trial_rows
+
+
+def _live_section(name: str, running: bool) -> None:
+    def body() -> None:
+        live_view(name)
+        if running and not control.is_running(name, _dirs()[0]):
+            st.rerun()  # whole-page rerun: the fragment is re-made without polling, Start comes back
+
+    st.fragment(body, run_every=POLL_SECONDS if running else None)()
+
+
+def _trial_actions(name: str) -> None:
+    """Open a complete trial's network in the sidebar, or train it longer as a normal run."""
+    try:
+        study, study_settings = load_search(name, default_storage(name, _dirs()[0]))
+    except ExplorerError:
+        return  # the live view says why
+    done = sorted((r for r in rows(study) if r["state"] == "complete" and r.get("config")),
+                  key=lambda r: -(r["val_accuracy"] or 0))
+    if not done:
+        st.caption("Complete trials can be opened in Architecture or trained longer here.")
+        return
+    by_number = {r["number"]: r for r in done}
+    if st.session_state.get(TRIAL) not in by_number:
+        st.session_state[TRIAL] = done[0]["number"]
+    pick, epochs, open_col, longer = st.columns([3, 1, 1.4, 1.2], vertical_alignment="bottom")
+    pick.selectbox("Trial (best first)", list(by_number), key=TRIAL,
+                   format_func=lambda n: search_charts.trial_label(by_number[n]))
+    row = by_number[st.session_state[TRIAL]]
+    st.session_state.setdefault(LONGER_EPOCHS, max(RECIPES["fast"].epochs, 2 * int(row.get("epochs") or 1)))
+    epochs.number_input("Epochs", 1, 1000, step=1, key=LONGER_EPOCHS)
+    open_col.button("Open in Architecture", key="search.open", on_click=_on_open, args=(row, study_settings),
+                    width="stretch")
+    longer.button("Train longer", key="search.longer", on_click=_on_train_longer,
+                  args=(name, row, study_settings["data"]), width="stretch",
+                  help="A normal run (Train page) of this network with the trial's training settings.")
+
+
+# --- the page -----------------------------------------------------------------------------------------------
+
+
+def _picker() -> str | None:
+    runs_dir = _dirs()[0]
+    names = control.list_searches(runs_dir)
+    state = st.session_state
+    if state.get(PICK) not in (NEW, *names):
+        # A reload or a restarted server: re-attach to a search that still runs.
+        state[PICK] = next(iter(control.running_searches(runs_dir)), NEW)
+    st.selectbox("Search", [NEW, *names], key=PICK,
+                 help=f"Searches on the default journal under {runs_dir}/searches/.")
+    return None if state[PICK] == NEW else state[PICK]
+
+
+def render(selection: Selection) -> None:
+    state = st.session_state
+    target = state.pop(SWITCH, None)
+    if target:
+        st.switch_page(navigation.page_path(target))
+    init_state(state, selection.preset)
+    name = _picker()
+    if name is None:
+        _new_search(selection)
+        _error()
+    else:
+        running = control.is_running(name, _dirs()[0])
+        _controls(name, running)
+        _error()
+        _live_section(name, running)
+        _trial_actions(name)
+    _remember(state)
+
+
+def _error() -> None:
+    if ERROR in st.session_state:
+        st.error(st.session_state[ERROR])

@@ -1,0 +1,168 @@
+"""The Search page driven by AppTest: a tiny synthetic search run to the end (through the CLI and through the
+page's Start), its trials and Pareto points on the page, a bad space, Open in Architecture, Train longer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from explorer.arch.presets import PRESETS
+from explorer.search import control
+from explorer.search.study import default_storage, load_search, rows
+from explorer.store.runs import active_runs, read_run
+from explorer.ui import search_panel
+from explorer.ui import state as arch_keys
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+PAGE = "explorer/ui/pages/search.py"
+TINY = {"recipe": "fast",
+        "arch": {"depth": {"low": 1, "high": 2}, "width": {"low": 4, "high": 8}, "pool": "max", "head": "avgpool"},
+        "train": {"lr": {"low": 0.01, "high": 0.1, "log": True}, "batch_size": 64, "augment": [],
+                  "tta_flip": False}}
+
+
+@pytest.fixture
+def app(runs_dir, tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("EXPLORER_DATA_ROOTS", str(tmp_path))
+    monkeypatch.setenv("EXPLORER_DATA_DIR", str(tmp_path / "data"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    yield at
+    st.cache_resource.clear()
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "explorer", *argv], capture_output=True, text=True, cwd=ROOT,
+                          env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _wait_until_stopped(name: str, runs_dir: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while control.is_running(name, runs_dir):
+        assert time.monotonic() < deadline, f"search {name} still running after {timeout} s"
+        time.sleep(0.5)
+
+
+def _metric(at: AppTest, label: str) -> int:
+    return int(next(m.value for m in at.metric if m.label == label))
+
+
+def _figure(at: AppTest, title_word: str) -> dict:
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return next(f for f in figures if title_word in f["layout"]["title"]["text"])
+
+
+def _trace(figure: dict, name: str) -> dict:
+    return next(t for t in figure["data"] if t.get("name") == name)
+
+
+def test_a_finished_cli_search_shows_its_trials_and_pareto_points(app, runs_dir, tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY))
+    _cli("search", "create", "cli1", "--space", str(space), "--data", "synthetic:200", "--trial-epochs", "1")
+    _cli("search", "run", "cli1", "--trials", "2")
+    app.run()
+    app.selectbox(key=search_panel.PICK).set_value("cli1").run()
+    assert not app.exception and not app.error
+    counted = sum(_metric(app, s) for s in ("Complete", "Pruned", "Rejected"))
+    assert counted == 2 and _metric(app, "Failed") == 0 and _metric(app, "Running") == 0
+    complete = _metric(app, "Complete")
+    assert complete >= 1  # 1-2 blocks of 4-8 channels are far under the budget: nothing is rejected
+    params = _figure(app, "parameters")
+    assert len(_trace(params, "trials")["x"]) == complete
+    front = _trace(params, "Pareto front")
+    assert front["x"] and all(0 <= y <= 1 for y in front["y"])
+    assert params["layout"]["shapes"][0]["x0"] == 256_000  # the budget line
+    table = app.dataframe[0].value
+    assert sorted(table["Trial"]) == [0, 1] and set(table["State"]) <= {"complete", "pruned"}
+    assert app.button(key="search.continue").disabled is False and app.button(key="search.stop").disabled
+
+
+def test_a_bad_space_is_refused_with_the_field_named(app):
+    bad = json.loads(app.text_area(key=search_panel.SPACE).value)
+    bad["arch"]["depth"] = {"low": 5, "high": 2}
+    app.text_area(key=search_panel.SPACE).set_value(json.dumps(bad)).run()
+    assert any("space arch.depth: empty range" in e.value for e in app.error)
+    assert app.button(key="search.start").disabled
+    app.text_area(key=search_panel.SPACE).set_value("{not json").run()
+    assert any("not valid JSON" in e.value for e in app.error)
+
+
+def test_the_space_starts_around_the_sidebars_preset(app):
+    space = json.loads(app.text_area(key=search_panel.SPACE).value)
+    preset = app.session_state[arch_keys.PRESET]
+    assert space["recipe"] == "fast" and space["arch"]["widths"] == [b.out_channels for b in PRESETS[preset].conv]
+    assert not app.error and app.button(key="search.start").disabled is False
+
+
+def test_start_on_the_page_runs_the_search_then_open_and_train_longer(app, runs_dir):
+    app.text_input(key=search_panel.NAME).set_value("page1")
+    app.text_area(key=search_panel.SPACE).set_value(json.dumps(TINY))
+    app.number_input(key=search_panel.SYNTHETIC_SIZE).set_value(200)
+    app.radio(key=search_panel.PER_TRIAL).set_value("epochs per trial")
+    app.run()
+    app.number_input(key=search_panel.TRIAL_EPOCHS).set_value(1)
+    app.number_input(key=search_panel.WORKERS).set_value(1)
+    app.number_input(key=search_panel.TRIALS).set_value(2)
+    app.button(key="search.start").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert app.selectbox(key=search_panel.PICK).value == "page1"
+    stamp = control.read_process("page1", runs_dir)
+    assert "--trials" in stamp["command"] and stamp["command"][stamp["command"].index("--trials") + 1] == "2"
+    _wait_until_stopped("page1", runs_dir)
+    app.run()
+    assert sum(_metric(app, s) for s in ("Complete", "Pruned", "Rejected")) >= 2
+    assert _metric(app, "Complete") >= 1, control.last_message("page1", runs_dir)
+    best = app.selectbox(key=search_panel.TRIAL).value
+    study, _ = load_search("page1", default_storage("page1", runs_dir))
+    row = next(r for r in rows(study) if r["number"] == best)
+    app.button(key="search.open").click().run()
+    assert not app.exception
+    shown = next(m.value for m in app.metric if m.label == "Parameters")  # the Architecture page is in view
+    assert int("".join(c for c in shown if c.isdigit())) == row["params"]
+    n_conv = app.session_state[arch_keys.N_CONV]
+    assert app.session_state[arch_keys.PRESET] == arch_keys.CUSTOM and 1 <= n_conv <= 2
+    assert 4 <= app.session_state[arch_keys.block_key(1, "out_channels")] <= 8
+    app.switch_page(PAGE).run()
+    assert app.selectbox(key=search_panel.TRIAL).value == best
+    app.number_input(key=search_panel.LONGER_EPOCHS).set_value(1)
+    app.button(key="search.longer").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    run_id = app.session_state["train.run_id"]
+    record = read_run(run_id, runs_dir)
+    assert record["name"] == f"search page1 trial {best} longer" and record["data"] == "synthetic:200"
+
+
+def test_stop_ends_the_search_and_queues_its_trial_again(app, runs_dir, tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY))
+    _cli("search", "create", "long", "--space", str(space), "--data", "synthetic:400", "--trial-epochs", "1000")
+    app.run()
+    app.selectbox(key=search_panel.PICK).set_value("long").run()
+    app.number_input(key=search_panel.WORKERS).set_value(1)
+    app.button(key="search.continue").click().run()
+    assert not app.error and app.button(key="search.stop").disabled is False
+    deadline = time.monotonic() + 120
+    while not active_runs(runs_dir):  # the trial's run trains (its process stops cleanly on SIGTERM)
+        assert time.monotonic() < deadline, "no trial started training"
+        time.sleep(0.5)
+    app.button(key="search.stop").click().run()
+    _wait_until_stopped("long", runs_dir, timeout=60)
+    app.run()
+    assert _metric(app, "Failed") == 1 and _metric(app, "Waiting") == 1 and _metric(app, "Running") == 0
+    assert app.button(key="search.continue").disabled is False
