@@ -509,3 +509,185 @@ def test_a_bad_link_shows_a_warning_and_the_defaults(link):
     assert at.warning[0].value.startswith("This link's design cannot be read")
     assert params_shown(at) == "164,310"
     assert not any(k in at.query_params for k in ("preset", "d"))  # the bad link is replaced by the defaults'
+
+
+# --- issue 13: what a new user tripped over ---------------------------------------------------------------
+
+
+def block_panel(at: AppTest, index: int):
+    return next(e for e in at.sidebar.expander if e.label.startswith(f"conv{index} "))
+
+
+def test_a_conv_block_panel_keeps_its_identity_while_its_label_follows_the_edits(app):
+    # The browser keeps a panel open across reruns only while its block id stays the same; the label (a
+    # summary of the block) changes with every edit, so the id must come from the key, not the label.
+    before = block_panel(app, 1)
+    app.number_input(key=keys.block_key(1, "out_channels")).set_value(30).run()
+    app.segmented_control(key=keys.block_key(1, "kernel")).set_value(3).run()
+    after = block_panel(app, 1)
+    assert before.label.startswith("conv1 · 25 ch · 5×5") and after.label.startswith("conv1 · 30 ch · 3×3")
+    assert after._block_id and after._block_id == before._block_id
+    assert block_panel(app, 2)._block_id != after._block_id
+
+
+def test_layer_table_lists_the_dropout_layers_torchinfo_lists():
+    from explorer.arch.summary import torchinfo_summary
+    from explorer.ui.arch_panel import LAYER_COLUMNS, layer_table
+
+    cfg = dataclasses.replace(PRESETS["study-bn"], dropout=0.3, dropout_conv=True)
+    table = layer_table(model_cost(cfg), cfg)
+    torchinfo = torchinfo_summary(cfg, (3, 32, 32), 10).rows
+    assert (table["type"] == "Dropout").sum() == (torchinfo["type"] == "Dropout").sum() == 4
+    assert table.loc[table["layer"] == "fc1.drop", "output shape"].item() == "100"
+    assert table.loc[table["layer"] == "conv2.drop", "output shape"].item() == "50 × 5 × 5"
+    assert int(table["params"].sum()) == model_cost(cfg).params
+    no_dropout = layer_table(model_cost(PRESETS["study-bn"]), PRESETS["study-bn"])
+    assert "Dropout" not in set(no_dropout["type"])
+    assert LAYER_COLUMNS["type"]["width"] >= 120  # "BatchNorm2d" is not clipped
+
+
+def test_budget_delta_reads_like_the_gauge():
+    from explorer.ui.arch_panel import budget_delta
+
+    assert budget_delta(164_310, 256_000) == ("91,690 left", "green")
+    assert budget_delta(250_000, 256_000) == ("6,000 left", "orange")
+    assert budget_delta(267_530, 256_000) == ("11,530 over", "red")
+
+
+def test_the_parameters_card_has_no_arrow(app):
+    card = next(m for m in app.metric if m.label == "Parameters")
+    assert card.delta == "91,690 left"
+    assert card.proto.direction == card.proto.MetricDirection.NONE and card.proto.color == card.proto.MetricColor.GREEN
+
+
+def test_unavailable_sources_are_only_in_the_pickers_help(app):
+    from explorer.ui.train_panel import picker_help
+
+    open_train(app)
+    assert not any(c.value.startswith("Not available") for c in app.caption)
+    help_text = picker_help([{"name": "cifar10", "label": "CIFAR-10 (torchvision)", "available": False,
+                              "why": "no copy in data/"}, {"name": "synthetic", "label": "Synthetic",
+                                                           "available": True, "why": ""}])
+    assert help_text.endswith("Not available here: CIFAR-10 (torchvision): no copy in data/")
+    assert "Not available" not in picker_help([{"name": "synthetic", "label": "S", "available": True}])
+
+
+def test_steps_per_epoch_and_a_batch_larger_than_the_training_set():
+    from explorer.ui.train_panel import steps_note
+
+    assert steps_note(6_000, 128, 5) == ("47 steps per epoch, 235 in all", None)
+    note, warning = steps_note(6_000, 10_000, 5)
+    assert note == "1 step per epoch, 5 in all"
+    assert "larger than the training set (6,000 images)" in warning and "5 steps in all" in warning
+
+
+def test_the_train_page_warns_before_start_when_the_batch_is_too_large(app):
+    open_train(app)
+    app.number_input(key=train_keys.SYNTHETIC_SIZE).set_value(200)
+    app.number_input(key=train_keys.key("epochs")).set_value(3)
+    app.number_input(key=train_keys.key("batch_size")).set_value(500).run()
+    assert any("1 step per epoch, 3 in all" in c.value for c in app.caption)
+    assert "batch size (500) is larger than the training set (200 images)" in app.warning[0].value
+    app.number_input(key=train_keys.key("batch_size")).set_value(50).run()
+    assert any("4 steps per epoch, 12 in all" in c.value for c in app.caption) and not app.warning
+
+
+def test_stopped_message_says_what_is_kept():
+    from explorer.ui.train_panel import stopped_message
+
+    assert "no checkpoint" in stopped_message(None, 0) and "cannot be resumed" in stopped_message(None, 0)
+    kept = stopped_message("model.safetensors", 2)
+    assert "checkpoint (the weights after 2 whole epoch(s))" in kept and "no checkpoint" not in kept
+
+
+def test_progress_text_shows_the_steps_run_and_how_the_run_ended():
+    from explorer.store.events import fold
+    from explorer.ui.train_panel import progress_text, throughput_text
+
+    events = fake_run_events(end=None)[:4] + [
+        {"type": "batch", "time": 13.0, "step": 3, "loss": None},
+        {"type": "failed", "time": 14.0, "error": "the training loss became NaN in epoch 2, batch 1"}]
+    history = fold(events)
+    assert progress_text(history, 0.75, None) == "failed at step 3 of 4 (75%)"
+    running = fold(fake_run_events(end=None))
+    assert progress_text(running, 1.0, 0.0).endswith("about 0 s left")
+    assert throughput_text(running) == "500 training img/s (last epoch)"
+    finished = fold(fake_run_events())
+    assert throughput_text(finished) == "500 training img/s (whole run)"
+    assert throughput_text(finished) and finished.summary["images_per_second"] == 500.0
+
+
+def test_a_run_stopped_before_its_first_epoch_says_there_is_no_checkpoint():
+    events = fake_run_events(end=None)[:3] + [{"type": "stopped", "time": 13.0, "summary": {}}]
+    at = AppTest.from_function(live_script, args=(events, 14.0), default_timeout=30).run()
+    assert not at.exception
+    assert "before its first epoch ended" in at.warning[0].value
+    assert "stopped at step 1 of 4" in at.get("progress")[0].proto.text
+
+
+def test_the_watched_run_shows_its_own_settings_and_loads_them(runs_dir):
+    from history_helpers import make_run
+
+    make_run(runs_dir, "r-tut", name="tutorial run", arch=PRESETS["tutorial"], preset="tutorial",
+             data="synthetic:40", accuracies=(0.3, 0.4, 0.5), lr=0.02)
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["run"] = "r-tut"  # a reload while watching it: the form starts from the defaults
+    at.run()
+    open_train(at)
+    line = next(c.value for c in at.caption if c.value.startswith("This run's settings"))
+    assert "**tutorial** network" in line and "3 epochs" in line and "lr 0.02" in line
+    assert "synthetic:40" in line and "the form above differs" in line
+    at.button(key="train.load_run").click().run()
+    assert not at.exception
+    assert at.selectbox(key=keys.PRESET).value == "tutorial" and params_shown_on_train(at) == "62,006"
+    assert at.number_input(key=train_keys.key("epochs")).value == 3
+    assert at.number_input(key=train_keys.key("lr")).value == 0.02
+    assert at.number_input(key=train_keys.SYNTHETIC_SIZE).value == 40
+    assert any("(the same as the form)" in c.value for c in at.caption)
+    assert at.button(key="train.load_run").disabled
+
+
+def params_shown_on_train(at: AppTest) -> str:
+    """The parameter count in the Start note ("Start trains **x** (62,006 params on ...")."""
+    note = next(c.value for c in at.caption if c.value.startswith("Start trains"))
+    return note.split("(")[1].split(" params")[0]
+
+
+def test_a_file_instead_of_a_folder_says_so(app, tmp_path, image_folder_factory):
+    open_train(app)
+    file = tmp_path / "labels.csv"
+    file.write_text("a,b\n")
+    app.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
+    app.text_input(key=train_keys.FOLDER).input(str(file)).run()
+    assert f"{file} is a file, not a folder" in app.error[0].value and str(tmp_path) in app.error[0].value
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "cat.png").write_bytes(b"")
+    app.text_input(key=train_keys.FOLDER).input(str(flat)).run()
+    message = app.error[0].value
+    assert "no train/ folder and no class sub-folders; it holds 1 file(s) (cat.png)" in message
+    assert f"{flat}/train/<class>/<image>" in message and ".png" in message
+
+
+def test_a_resume_on_the_checkpoints_page_is_what_the_train_page_shows(runs_dir):
+    from history_helpers import make_run
+
+    make_run(runs_dir, "r-old", name="old", arch=PRESETS["tutorial"], data="synthetic:40")
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["run"] = "r-old"
+    at.run()
+    open_train(at)
+    assert any("run `r-old`" in m.value for m in at.markdown)
+    at.switch_page("explorer/ui/pages/checkpoints.py").run()
+    at.number_input(key="ckpt.resume_epochs").set_value(1).run()
+    at.button(key="ckpt.resume").click().run()
+    assert not at.exception and "open the Train page to follow it" in at.success[0].value
+    new_id = at.session_state[RUN_ID]
+    assert new_id != "r-old"
+    open_train(at)
+    status = next(m.value for m in at.markdown if "run `" in m.value)
+    assert f"run `{new_id}`" in status and "r-old" not in status
+    assert at.query_params["run"] in (new_id, [new_id])  # a reload keeps watching the resumed run
+    wait_for_status(at, {"finished", "failed", "stopped", "interrupted"})

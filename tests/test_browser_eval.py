@@ -73,7 +73,8 @@ def test_evaluate_a_checkpoint_shows_confusion_matrix_and_per_class_bars(page, h
     assert metric_value(panel, "Accuracy") == f"{expected.accuracy:.2%}" == f"{recorded['final_test_accuracy']:.2%}"
     assert metric_value(panel, "Same data as training") == "yes"
     titles = panel.locator(".js-plotly-plot .gtitle").all_text_contents()
-    assert "Confusion matrix" in titles and "Per-class accuracy" in titles
+    assert "Confusion matrix" in titles
+    assert f"Per-class accuracy · overall {expected.accuracy:.1%} (red dashed line)" in titles
     bars = panel.locator(".js-plotly-plot .barlayer .point")
     assert bars.count() == sum(v is not None for v in expected.per_class.values()) >= 8
     # Every confusion count is written in its cell: the counts add up to the number of test images.

@@ -133,3 +133,35 @@ def test_figures_of_a_run_without_events_are_empty_not_errors():
     assert set(figures) == {"loss", "accuracy", "per_class", "seconds"}
     assert len(figures["loss"].data[0].x) == 0
     assert not math.isnan(progress(history_from_events([]), 0.0)[0])
+
+
+def test_a_short_loss_series_has_markers_a_long_one_lines():
+    one = loss_figure(history_from_events(run_events(epochs=1, batches=1, end=None)[:3]))
+    assert one.data[0].mode == "lines+markers" and list(one.data[0].x) == [1]
+    long = loss_figure(history_from_events(run_events(epochs=1, batches=100, end=None)))
+    assert long.data[0].mode == "lines"
+    hover = epoch_seconds_figure(history_from_events(run_events())).data[0].hovertemplate
+    assert "training img/s" in hover
+
+
+def test_a_diverged_run_records_the_steps_it_ran(tiny_dataset):
+    # A divergence before the first logged batch used to leave the progress at "step 0 of N".
+    from explorer.arch.presets import PRESETS
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
+    from explorer.errors import TrainingError
+
+    events = []
+    cfg = TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=10.0, log_every=1000, device="cpu")
+    with pytest.raises(TrainingError, match=r"epoch 1, batch(es)? [\d-]+"):
+        train(PRESETS["tutorial"], cfg, tiny_dataset, events.append)
+    history = history_from_events(events)
+    assert history.status == "failed" and history.step > 0 and history.losses[-1] is None
+    assert history.step < history.total_steps
+
+
+def test_per_class_figure_skips_classes_without_test_images():
+    events = run_events(epochs=1, end=None)
+    events[-1]["per_class"] = {"cat": 0.5, "dog": None, "frog": 0.25}
+    bars = per_class_figure(history_from_events(events)).data[-1]
+    assert list(bars.y) == [50.0, None, 25.0] and list(bars.text) == ["50", "", "25"]

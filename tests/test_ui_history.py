@@ -252,3 +252,61 @@ def wait_until(condition, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail("condition not reached in time")
         time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------------------ issue 13
+
+
+def test_runs_table_shows_no_none_and_failed_runs_are_not_the_diff_defaults(runs_dir: Path) -> None:
+    make_run(runs_dir, "r1", name="good", arch=SMALL, accuracies=(0.3, 0.42), created="2024-01-01", checkpoint=False)
+    make_run(runs_dir, "r2", name="fine", arch=LARGE, accuracies=(0.4,), created="2024-01-02", checkpoint=False)
+    failed = make_run(runs_dir, "r3", arch=SMALL, accuracies=(0.1,), created="2024-01-03", checkpoint=False,
+                      status="failed")
+    record = json.loads((failed / "run.json").read_text())  # as a run that diverged in its first epoch writes it
+    record |= {"summary": {"epochs_done": 0, "best_test_accuracy": None}, "error": "the loss became NaN"}
+    (failed / "run.json").write_text(json.dumps(record))
+    (failed / "events.jsonl").write_text("")
+    at = start(runs_script)
+    shown = at.dataframe[0].value
+    assert shown.set_index("id").loc["r3", "preset"] == "custom"  # an edited (or unnamed) network
+    text = shown[["name", "preset", "status", "device", "data", "created", "id", "message"]]
+    assert not text.isna().any().any() and "None" not in text.to_numpy().tolist()
+    # The newest run (first in the list) failed before its first epoch: the diff starts from two that trained.
+    assert (at.selectbox(key="runs.diff_a").value, at.selectbox(key="runs.diff_b").value) == ("r2", "r1")
+
+
+def test_pareto_has_a_frontier_per_dataset(runs_dir: Path) -> None:
+    from explorer.ui.runs_panel import frontier_per_dataset
+
+    make_run(runs_dir, "f1", name="fashion small", arch=SMALL, accuracies=(0.85,), data="folder:/d/fashion",
+             checkpoint=False, created="2024-01-01")
+    make_run(runs_dir, "c1", name="cifar small", arch=SMALL, accuracies=(0.40,), data="cifar10", checkpoint=False,
+             created="2024-01-02")
+    make_run(runs_dir, "c2", name="cifar large", arch=LARGE, accuracies=(0.60,), data="cifar10", checkpoint=False,
+             created="2024-01-03")
+    at = start(runs_script)
+    spec = next(s for s in chart_specs(at) if s["layout"]["title"]["text"].startswith("Accuracy against"))
+    traces = {t.get("name"): t for t in spec["data"] if t.get("name")}
+    # One frontier over both datasets would drop "cifar small" (Fashion-MNIST's 85 % at the same size).
+    assert sorted(r[0] for r in traces["cifar10: frontier"]["customdata"]) == ["cifar large", "cifar small"]
+    assert [r[0] for r in traces["folder:/d/fashion: frontier"]["customdata"]] == ["fashion small"]
+    colors = {traces[n]["marker"]["color"] for n in ("cifar10: frontier", "folder:/d/fashion: frontier")}
+    assert len(colors) == 2
+    from explorer.store.runs import list_runs, runs_table
+
+    table = runs_table(list_runs(runs_dir))
+    assert frontier_per_dataset(table, "params", "best_test_accuracy").sum() == 3
+
+
+def test_per_class_overall_is_in_the_title_and_the_curves_legend_is_under_the_axes() -> None:
+    import pandas as pd
+
+    from explorer.ui.eval_charts import curves_overlay, per_class_accuracy_bars
+
+    bars = per_class_accuracy_bars({"a": 0.8, "b": 0.66}, overall=0.73)
+    assert "overall 73.0%" in bars.layout.title.text and not bars.layout.annotations
+    assert bars.layout.shapes[0].y0 == pytest.approx(73.0)
+    frame = pd.DataFrame({"epoch": [1, 2], "test_loss": [1.0, 0.8], "test_accuracy": [0.5, 0.6]})
+    overlay = curves_overlay({"run": frame})
+    assert overlay.layout.legend.yref == "container" and overlay.layout.legend.y == 0
+    assert overlay.layout.margin.b >= 100  # room for the legend below the "epoch" titles

@@ -53,9 +53,19 @@ def check_source(source: str, data_dir: str | Path = "data") -> None:
     elif kind == "folder":
         path = Path(arg).expanduser()
         if not path.is_dir():
-            raise DataError(f"{source}: the folder {path} does not exist. Give a folder with train/<class>/ images.")
+            raise not_a_folder(source, path)
     elif kind == "cifar10" and arg and not Path(arg).expanduser().is_dir():
         raise DataError(f"{source}: the folder {arg} does not exist. {_alternatives()}")
+
+
+def not_a_folder(source: str, path: Path) -> DataError:
+    """The error for a folder source whose path is not a folder: say what is there and what is expected."""
+    expected = "Give the folder that holds train/<class>/ images (one sub-folder per class)."
+    if path.is_file():
+        return DataError(f"{source}: {path} is a file, not a folder. {expected} Its folder is {path.parent}.")
+    if path.exists():
+        return DataError(f"{source}: {path} exists but is not a folder. {expected}")
+    return DataError(f"{source}: the folder {path} does not exist (nothing is at that path). {expected}")
 
 
 def _parse_source(source: str) -> tuple[str, str]:
@@ -129,7 +139,7 @@ def _torchvision_cifar(source: str, root: Path, download: bool) -> Dataset:
 
 def _folder(source: str, path: Path, data_dir: Path) -> Dataset:
     if not path.is_dir():
-        raise DataError(f"{source}: the folder {path} does not exist. Give a folder with train/<class>/ images.")
+        raise not_a_folder(source, path)
     splits, signature = list_folder(path)
     key = hashlib.blake2b(signature.encode(), digest_size=8).hexdigest()
     return _memoized((source, str(path.resolve()), key), lambda: _folder_cached(source, path, data_dir, splits, key))

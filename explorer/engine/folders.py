@@ -30,9 +30,23 @@ def _list_splits(path: Path) -> dict[str, dict[str, list[Path]]]:
     elif any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
         splits = {"train": _list_classes(path)}  # PATH/<class>/* : everything is training data, hold out a part
     else:
-        raise DataError(f"{path} has no train/ folder. Expected {path}/train/<class>/*.png|jpg "
-                        f"(and optionally {path}/test/<class>/*).")
+        raise DataError(f"{path} has no train/ folder and no class sub-folders; it holds {_found(path)}. Expected "
+                        f"{path}/train/<class>/<image> (one sub-folder per class; images {_suffixes()}), and "
+                        f"optionally {path}/test/<class>/<image>.")
     return splits
+
+
+def _suffixes() -> str:
+    return ", ".join(sorted(IMAGE_SUFFIXES)[:6]) + ", …"
+
+
+def _found(path: Path, shown: int = 3) -> str:
+    """What a folder holds, briefly: 'nothing', or '12 files (a.png, b.png, c.png, …)'."""
+    names = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+    if not names:
+        return "nothing"
+    more = ", …" if len(names) > shown else ""
+    return f"{len(names)} file(s) ({', '.join(names[:shown])}{more})"
 
 
 def _list_classes(split_dir: Path) -> dict[str, list[Path]]:

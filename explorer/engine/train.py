@@ -462,6 +462,8 @@ class _Loop:
 
     def _nan(self, epoch: int, first_batch: int, last_batch: int) -> None:
         where = f"batch {first_batch}" if first_batch == last_batch else f"batches {first_batch}-{last_batch}"
+        # Log the steps run before failing (loss None: not finite), so the progress does not read "step 0".
+        self.emit("batch", epoch=epoch, batch=last_batch, step=self.step, loss=None)
         raise TrainingError(f"the training loss became NaN, infinite or exploded (> {DIVERGED_LOSS:g}) "
                             f"in epoch {epoch}, {where}; training stopped. "
                             f"Lower the learning rate (now {self.cfg.lr:g}, try {self.cfg.lr / 10:g}), add warm-up "

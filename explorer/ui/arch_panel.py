@@ -6,15 +6,19 @@ import pandas as pd
 import streamlit as st
 
 from explorer.arch.config import ArchConfig
-from explorer.arch.cost import ModelCost, model_cost
+from explorer.arch.cost import LayerCost, ModelCost, model_cost
 from explorer.arch.summary import SummaryTable, torchinfo_summary
 from explorer.errors import ConfigError
 from explorer.ui import arch_charts
+from explorer.ui.arch_charts import budget_color
+from explorer.ui.charts import OK_COLOR, OVER_COLOR, WARN_COLOR
 from explorer.ui.format import human, human_bytes
 from explorer.ui.state import Selection
 
 LAYER_COLUMNS = {
     "layer": st.column_config.TextColumn("layer", pinned=True),
+    # Wide enough for the longest kind ("AdaptiveAvgPool2d"): auto-sizing clipped "BatchNorm2d".
+    "type": st.column_config.TextColumn("type", width=150),
     "params": st.column_config.NumberColumn("params", format="%,d"),
     "budget share": st.column_config.ProgressColumn("budget share", format="percent", min_value=0.0,
                                                     max_value=1.0),
@@ -25,6 +29,8 @@ LAYER_COLUMNS = {
     "elementwise": st.column_config.NumberColumn("elementwise", format="%,d"),
     "activations": st.column_config.NumberColumn("activations", format="bytes"),
 }
+TABLE_ORDER = ["layer", "type", "output shape", "params", "budget share", "MACs", "mults", "adds", "compares",
+               "elementwise", "activations"]
 SUMMARY_COLUMNS = {
     "params": st.column_config.NumberColumn("params", format="%,d"),
     "mult-adds": st.column_config.NumberColumn("mult-adds", format="%,d"),
@@ -48,24 +54,46 @@ def _height(frame: pd.DataFrame, limit: int = 640) -> int:
     return min(limit, 38 + 35 * len(frame))
 
 
-def layer_table(cost: ModelCost) -> pd.DataFrame:
-    """One row per layer of the analytic cost model."""
-    return pd.DataFrame([
-        {
-            "layer": layer.name, "type": layer.kind, "output shape": " × ".join(map(str, layer.out_shape)),
-            "params": layer.params, "budget share": layer.params / cost.budget, "MACs": layer.macs,
-            "mults": layer.multiplications, "adds": layer.additions, "compares": layer.comparisons,
-            "elementwise": layer.elementwise, "activations": layer.activation_bytes,
-        }
-        for layer in cost.layers
-    ])
+def _row(name: str, kind: str, shape: tuple[int, ...], cost: ModelCost, layer: LayerCost | None = None) -> dict:
+    counts = (layer.params, layer.macs, layer.multiplications, layer.additions, layer.comparisons,
+              layer.elementwise, layer.activation_bytes) if layer else (0,) * 7
+    values = dict(zip(("params", "MACs", "mults", "adds", "compares", "elementwise", "activations"), counts))
+    return {"layer": name, "type": kind, "output shape": " × ".join(map(str, shape))} | values | {
+        "budget share": values["params"] / cost.budget}
+
+
+def _dropout_after(cfg: ArchConfig | None, block: str) -> bool:
+    """Whether the network has a Dropout at the end of `block` ('conv2', 'fc1', ...), as explorer.arch.model
+    builds it. The cost model leaves Dropout out (no parameters, identity at inference); torchinfo lists it."""
+    if cfg is None or cfg.dropout <= 0:
+        return False
+    return block.startswith("fc") or (block.startswith("conv") and cfg.dropout_conv)
+
+
+def layer_table(cost: ModelCost, cfg: ArchConfig | None = None) -> pd.DataFrame:
+    """One row per layer of the analytic cost model, plus the network's Dropout layers when `cfg` is given."""
+    rows: list[dict] = []
+    for i, layer in enumerate(cost.layers):
+        rows.append(_row(layer.name, layer.kind, layer.out_shape, cost, layer))
+        block = layer.name.split(".")[0]
+        last_of_block = i + 1 == len(cost.layers) or cost.layers[i + 1].name.split(".")[0] != block
+        if last_of_block and _dropout_after(cfg, block):
+            rows.append(_row(f"{block}.drop", "Dropout", layer.out_shape, cost))
+    return pd.DataFrame(rows, columns=TABLE_ORDER)
+
+
+def budget_delta(params: int, budget: int) -> tuple[str, str]:
+    """The Parameters card's delta and its colour: no sign and no arrow ("91,690 left", "11,530 over"), in the
+    gauge's colours (green, amber near the budget, red over it), so the card and the gauge read alike."""
+    over = params - budget
+    color = {OK_COLOR: "green", WARN_COLOR: "orange", OVER_COLOR: "red"}[budget_color(params, budget)]
+    return (f"{over:,} over" if over > 0 else f"{-over:,} left"), color
 
 
 def _metric_cards(cost: ModelCost) -> None:
-    over = cost.params - cost.budget
-    delta = f"-{over:,} over" if over > 0 else f"{-over:,} left"
+    delta, color = budget_delta(cost.params, cost.budget)
     cards = st.columns(5)
-    cards[0].metric("Parameters", f"{cost.params:,}", delta=delta, border=True,
+    cards[0].metric("Parameters", f"{cost.params:,}", delta=delta, delta_color=color, delta_arrow="off", border=True,
                     help=f"Trainable parameters against the budget of {cost.budget:,}.")
     cards[1].metric("MACs / image", human(cost.macs), border=True,
                     help=f"{cost.macs:,} multiply-accumulates (conv + linear) for one image.")
@@ -116,12 +144,12 @@ def _conventions(cost: ModelCost, summary: SummaryTable | None) -> None:
 """)
 
 
-def _layer_section(cost: ModelCost) -> None:
+def _layer_section(cost: ModelCost, cfg: ArchConfig) -> None:
     st.subheader("Where the parameters and the FLOPs go")
     params, flops = st.columns(2)
     params.vega_lite_chart(arch_charts.cost_bars_spec(cost, "params"), key="arch.params_bars")
     flops.vega_lite_chart(arch_charts.cost_bars_spec(cost, "flops"), key="arch.flops_bars")
-    table = layer_table(cost)
+    table = layer_table(cost, cfg)
     st.dataframe(table, hide_index=True, column_config=LAYER_COLUMNS, key="arch.layers", height=_height(table))
 
 
@@ -176,7 +204,7 @@ def render(selection: Selection) -> None:
         else:
             st.success(f"Within budget: {cost.remaining:,} parameters to spare ({cost.params / cost.budget:.0%} used).")
         _op_detail(cost)
-    _layer_section(cost)
+    _layer_section(cost, selection.cfg)
     summary = _summary_section(selection.cfg, selection)
     _conventions(cost, summary)
     _config_download(selection.cfg, selection)

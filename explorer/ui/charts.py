@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from explorer.store.events import History
 
 MAX_POINTS = 1500
+MARKERS_UP_TO = 30  # a short series gets markers: a single point drawn as a line is invisible
 OK_COLOR = "#2e9f5b"
 WARN_COLOR = "#e0a100"
 OVER_COLOR = "#d62728"
@@ -61,7 +62,8 @@ def _axis(title: str, **options) -> dict:
 def loss_figure(history: History, revision: str = "run") -> go.Figure:
     """Training loss every N batches, with the test loss at each epoch's end."""
     xs, ys = thin(history.steps, history.losses)
-    traces = [go.Scatter(x=xs, y=ys, mode="lines", name="train loss (batches)", line_color=TRAIN_COLOR)]
+    mode = "lines+markers" if len(xs) <= MARKERS_UP_TO else "lines"
+    traces = [go.Scatter(x=xs, y=ys, mode=mode, name="train loss (batches)", line_color=TRAIN_COLOR)]
     if history.epochs:
         traces.append(go.Scatter(x=history.epoch_end_steps, y=history.test_loss, mode="lines+markers",
                                  name="test loss (epoch)", line_color=TEST_COLOR))
@@ -105,13 +107,14 @@ def per_class_figure(history: History, revision: str = "run") -> go.Figure:
     classes = history.classes or list(history.per_class or history.baseline_per_class)
     traces = []
     if history.baseline_per_class:
-        traces.append(go.Bar(x=classes, y=[100 * history.baseline_per_class.get(c, 0.0) for c in classes],
+        traces.append(go.Bar(x=classes, y=_percent([history.baseline_per_class.get(c, 0.0) for c in classes]),
                              name="random init", marker_color=BASELINE_COLOR, opacity=0.5))
     if history.per_class:
-        latest = [100 * history.per_class.get(c, 0.0) for c in classes]
+        # None: a class with no test images (a tiny test split); no bar rather than a failed chart.
+        latest = _percent([history.per_class.get(c, 0.0) for c in classes])
         label = f"epoch {history.epochs[-1]}" if history.epochs else "latest"
         traces.append(go.Bar(x=classes, y=latest, name=label, marker_color=TEST_COLOR,
-                             text=[f"{v:.0f}" for v in latest], textposition="outside"))
+                             text=["" if v is None else f"{v:.0f}" for v in latest], textposition="outside"))
     layout = _base_layout("Per-class accuracy (latest epoch)", revision=revision) | dict(
         # Headroom above 100 % for the value labels drawn over the bars.
         barmode="group", yaxis=_axis("test accuracy (%)", range=[0, 114], tickvals=[0, 20, 40, 60, 80, 100]))
@@ -119,10 +122,11 @@ def per_class_figure(history: History, revision: str = "run") -> go.Figure:
 
 
 def epoch_seconds_figure(history: History, revision: str = "run") -> go.Figure:
-    """Wall seconds per epoch, with images/s in the hover."""
+    """Wall seconds per epoch (training + evaluation), with the epoch's training images per second (of
+    training time, as everywhere in the app) in the hover."""
     bars = go.Bar(x=history.epochs, y=history.seconds, name="seconds", marker_color=TRAIN_COLOR,
                   customdata=history.images_per_second,
-                  hovertemplate="epoch %{x}: %{y:.1f} s, %{customdata:,.0f} img/s<extra></extra>")
+                  hovertemplate="epoch %{x}: %{y:.1f} s, %{customdata:,.0f} training img/s<extra></extra>")
     layout = _base_layout("Seconds per epoch", revision=revision) | dict(
         xaxis=_axis("epoch", dtick=1), yaxis=_axis("seconds", rangemode="tozero"))
     return go.Figure(data=[bars], layout=layout)

@@ -276,7 +276,7 @@ def _start_resume(loaded: LoadedCheckpoint, run_id: str, epochs: int) -> str:
     except ExplorerError as err:
         return f"Cannot resume: {err}"
     train_panel.attach(new_id)  # watch it in the Train tab, as if it had been started there
-    return f"Started run {new_id}: follow it in the Train tab; in Runs its curves continue those of {run_id}."
+    return f"Started run {new_id}: open the Train page to follow it; in Runs its curves continue those of {run_id}."
 
 
 def _run_name(loaded: LoadedCheckpoint, run_id: str) -> str:

@@ -66,12 +66,12 @@ def per_class_accuracy_bars(per_class: Mapping[str, float | None], overall: floa
     values = [100 * v for v in per_class.values() if v is not None]
     bars = go.Bar(x=names, y=values, name="accuracy", marker_color=BAR_COLOR, text=[f"{v:.1f}%" for v in values],
                   textposition="outside", hovertemplate="%{x}: %{y:.1f}%<extra></extra>")
-    shapes, notes = [], []
+    shapes = []
     if overall is not None:
+        # The overall accuracy is named in the title: a label on the line sat on top of the bars.
         shapes.append(_line_shape("y", 100 * overall, FRONTIER_COLOR))
-        notes.append(_note(f"overall {100 * overall:.1f}%", 1, 100 * overall, "paper", "y", xanchor="right",
-                           yanchor="bottom"))
-    layout = _layout(title, revision="per-class", shapes=shapes, annotations=notes,
+        title = f"{title} · overall {100 * overall:.1f}% (red dashed line)"
+    layout = _layout(title, revision="per-class", shapes=shapes,
                      yaxis=dict(title=dict(text="accuracy (%)"), range=[0, 105]))
     return go.Figure(data=[bars], layout=layout)
 
@@ -86,18 +86,41 @@ def _pareto_points(rows: pd.DataFrame, x: str, y: str, label: str, color: str, s
                        "status %{customdata[4]}<extra></extra>"))
 
 
+def _frontier_line(front: pd.DataFrame, x: str, y: str, color: str) -> go.Scatter:
+    front = front.sort_values(x)
+    return go.Scatter(x=front[x].tolist(), y=(100 * front[y]).tolist(), mode="lines", showlegend=False,
+                      line=dict(color=color, shape="hv", dash="dot"), hoverinfo="skip")
+
+
+def _pareto_traces(plotted: pd.DataFrame, on_frontier: pd.Series, x: str, y: str, group: str) -> list[go.Scatter]:
+    """One dataset: grey runs and the red frontier. Several: a colour per dataset, each with its own frontier
+    (accuracies on different datasets are not comparable, so no run dominates one on another dataset)."""
+    datasets = list(dict.fromkeys(plotted[group].fillna("?"))) if group in plotted else []
+    if len(datasets) <= 1:
+        traces = [_pareto_points(plotted[~on_frontier], x, y, "run", RUN_COLOR, 9),
+                  _pareto_points(plotted[on_frontier], x, y, "Pareto frontier", FRONTIER_COLOR, 12)]
+        front = plotted[on_frontier]
+        return traces + ([_frontier_line(front, x, y, FRONTIER_COLOR)] if len(front) > 1 else [])
+    traces = []
+    for i, name in enumerate(datasets):
+        color = RUN_PALETTE[i % len(RUN_PALETTE)]
+        mine = plotted[group].fillna("?") == name
+        traces.append(_pareto_points(plotted[mine & ~on_frontier], x, y, f"{name}", color, 8))
+        front = plotted[mine & on_frontier]
+        traces.append(_pareto_points(front, x, y, f"{name}: frontier", color, 13))
+        traces[-1].marker.line = dict(width=2, color="black")
+        if len(front) > 1:
+            traces.append(_frontier_line(front, x, y, color))
+    return traces
+
+
 def pareto_chart(table: pd.DataFrame, frontier: pd.Series, x: str = "params", y: str = "best_test_accuracy",
-                 budget: float | None = None) -> go.Figure:
-    """Accuracy against cost for every run; frontier runs in red joined by a step line; the budget as a
-    vertical line. Hover names the run and gives its numbers."""
+                 budget: float | None = None, group: str = "data") -> go.Figure:
+    """Accuracy against cost for every run; frontier runs (a frontier per dataset in column `group`, see
+    runs_panel) joined by a step line; the budget as a vertical line. Hover names the run and gives its numbers."""
     plotted = table.dropna(subset=[x, y])
     on_frontier = frontier.reindex(plotted.index, fill_value=False).astype(bool)
-    traces = [_pareto_points(plotted[~on_frontier], x, y, "run", RUN_COLOR, 9),
-              _pareto_points(plotted[on_frontier], x, y, "Pareto frontier", FRONTIER_COLOR, 12)]
-    front = plotted[on_frontier].sort_values(x)
-    if len(front) > 1:
-        traces.append(go.Scatter(x=front[x].tolist(), y=(100 * front[y]).tolist(), mode="lines", showlegend=False,
-                                 line=dict(color=FRONTIER_COLOR, shape="hv", dash="dot"), hoverinfo="skip"))
+    traces = _pareto_traces(plotted, on_frontier, x, y, group)
     shapes, notes = [], []
     if budget is not None:
         shapes.append(_line_shape("x", budget, BUDGET_COLOR))
@@ -132,8 +155,10 @@ def curves_overlay(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
     epoch_axis = dict(title=dict(text="epoch"), tick0=1, dtick=1)  # whole epochs only
     layout = _layout(
         "Runs compared (solid: test, dotted: train)", height=480, revision="overlay",
-        margin=dict(l=10, r=10, t=50, b=70),
-        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0),
+        # The legend sits at the bottom of the figure (container coordinates), under the "epoch" axis titles
+        # rather than over them, whatever the height of the plot.
+        margin=dict(l=10, r=10, t=50, b=110),
+        legend=dict(orientation="h", yref="container", yanchor="bottom", y=0.0, xanchor="left", x=0.0),
         xaxis=epoch_axis | dict(domain=[0.0, 0.46]), xaxis2=epoch_axis | dict(domain=[0.54, 1.0]),
         yaxis=dict(anchor="x"), yaxis2=dict(anchor="x2"),
         annotations=[_note("Loss", 0.23, 1.0, "paper", "paper", yanchor="bottom"),

@@ -50,7 +50,10 @@ COLUMN_CONFIG = {
     "final_test_accuracy": st.column_config.NumberColumn("final test acc.", format="percent"),
     "epochs": st.column_config.NumberColumn("epochs", format="%d"),
     "wall_seconds": st.column_config.NumberColumn("wall time (s)", format="%.1f"),
-    "images_per_second": st.column_config.NumberColumn("img/s", format="%.0f"),
+    "images_per_second": st.column_config.NumberColumn(
+        "training img/s", format="%.0f",
+        help="Training images per second of training time (evaluation left out), over all epochs: the "
+             "Train page shows the same number once a run has ended."),
 }
 SHOWN_COLUMNS = ["name", "preset", "status", "params", "flops", "best_test_accuracy", "final_test_accuracy",
                  "epochs", "wall_seconds", "images_per_second", "device", "data", "created", "id", "message"]
@@ -59,6 +62,33 @@ SHOWN_COLUMNS = ["name", "preset", "status", "params", "flops", "best_test_accur
 def _active_run_ids(table: pd.DataFrame) -> set[str]:
     """Runs whose process may still write their folder (the listing's status already checks the owner)."""
     return set(table.loc[table["status"].isin(ACTIVE_STATUSES), "id"])
+
+
+TEXT_COLUMNS = ("name", "preset", "status", "device", "data", "created", "id", "message")
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as shown: empty text cells stay empty (the grid would print "None"), an edited network
+    reads "custom" in the preset column."""
+    shown = table.copy()
+    shown["preset"] = shown["preset"].where(shown["preset"].notna(), "custom")
+    for column in TEXT_COLUMNS:
+        shown[column] = shown[column].map(lambda v: "" if v is None or v != v else str(v))  # v != v: NaN
+    return shown
+
+
+def frontier_per_dataset(table: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """The Pareto frontier of each dataset's runs: accuracies on different data do not compare."""
+    frontier = pd.Series(False, index=table.index)
+    for _, rows in table.groupby(table["data"].fillna("?"), sort=False):
+        frontier |= pareto_frontier(rows, x, y).reindex(table.index, fill_value=False)
+    return frontier
+
+
+def trained_first(table: pd.DataFrame, ids: list[str]) -> list[str]:
+    """`ids` with the runs that trained at least one epoch first (the default picks of the diff)."""
+    trained = set(table.loc[table["epochs"].fillna(0) > 0, "id"])
+    return [i for i in ids if i in trained] + [i for i in ids if i not in trained]
 
 
 def _problems(table: pd.DataFrame) -> None:
@@ -91,7 +121,7 @@ def _table_section(table: pd.DataFrame) -> pd.DataFrame:
     statuses = sorted(set(table["status"].dropna()))
     chosen = right.multiselect("Status", statuses, key=STATUSES, placeholder="any status")
     shown = filter_runs(table, text, chosen)
-    st.dataframe(shown[SHOWN_COLUMNS], key="runs.table", hide_index=True, column_config=COLUMN_CONFIG,
+    st.dataframe(display_table(shown)[SHOWN_COLUMNS], key="runs.table", hide_index=True, column_config=COLUMN_CONFIG,
                  width="stretch")
     st.caption(f"{len(shown)} of {len(table)} runs · click a column header to sort")
     _problems(table)
@@ -108,12 +138,13 @@ def _pareto_section(table: pd.DataFrame) -> None:
     x = left.segmented_control("Cost", list(X_LABELS), key=PARETO_X, required=True, format_func=X_LABELS.get)
     y = right.segmented_control("Accuracy", list(Y_LABELS), key=PARETO_Y, required=True, format_func=Y_LABELS.get)
     budget = int(st.session_state.get(BUDGET, DEFAULT_BUDGET)) if x == "params" else None
-    frontier = pareto_frontier(table, x, y)
+    frontier = frontier_per_dataset(table, x, y)
     fig = eval_charts.pareto_chart(table, frontier, x, y, budget)
     st.plotly_chart(fig, key="runs.pareto", width="stretch")
     on_front = table.loc[frontier, "name"].tolist()
     st.caption(f"Pareto frontier ({len(on_front)}): {', '.join(map(str, on_front)) or 'no finished runs yet'}. "
-               "A run is on it when no other run is at least as accurate with fewer " + X_LABELS[x] + ".")
+               "A run is on it when no other run on the same dataset is at least as accurate with fewer "
+               + X_LABELS[x] + "; each dataset has its own frontier.")
     _download_html("Chart (HTML)", fig, f"pareto-{x}.html", "runs.download_pareto")
 
 
@@ -137,15 +168,16 @@ def _overlay_section(table: pd.DataFrame, labels: dict[str, str], runs_dir) -> N
                           key="runs.download_curves", on_click="ignore")
 
 
-def _diff_section(labels: dict[str, str], runs_dir) -> None:
+def _diff_section(table: pd.DataFrame, labels: dict[str, str], runs_dir) -> None:
     st.subheader("Compare two configs")
     ids = list(labels)
     if len(ids) < 2:
         st.info("Two runs are needed for a diff.")
         return
+    defaults = trained_first(table, ids)  # a run that failed before its first epoch is a poor default
     for key, index in ((DIFF_A, 0), (DIFF_B, 1)):
         if st.session_state.get(key) not in ids:
-            st.session_state[key] = ids[index]
+            st.session_state[key] = defaults[index]
     left, right = st.columns(2)
     a = left.selectbox("Run A", ids, key=DIFF_A, format_func=labels.get)
     b = right.selectbox("Run B", ids, key=DIFF_B, format_func=labels.get)
@@ -219,5 +251,5 @@ def render() -> None:
     labels = _labels(table)
     _pareto_section(table)
     _overlay_section(table, labels, runs_dir)
-    _diff_section(labels, runs_dir)
+    _diff_section(table, labels, runs_dir)
     _manage_section(labels, _active_run_ids(table), runs_dir)

@@ -56,7 +56,9 @@ def _block_label(i: int) -> str:
 
 def _block_widgets(i: int) -> None:
     # One control per row, in the schema's order: the sidebar is too narrow for two side by side.
-    with st.sidebar.expander(_block_label(i), expanded=False):
+    # The key gives the panel an identity apart from its label (which summarizes the block, so changes with
+    # every edit): the browser then keeps it open across edits instead of drawing a new, closed one.
+    with st.sidebar.expander(_block_label(i), expanded=False, key=f"arch.panel.conv{i}"):
         for name in keys.BLOCK_FIELDS:
             widgets.draw(ConvBlock, name, keys.block_key(i, name), on_change=_on_edit, **PERSIST)
 

@@ -19,17 +19,19 @@ from typing import Any
 import streamlit as st
 
 from explorer import schema
+from explorer.arch.config import ArchConfig
 from explorer.arch.cost import model_cost
+from explorer.arch.presets import PRESETS
 from explorer.engine.config import TrainConfig
 from explorer.engine.data import available_sources, load_dataset
 from explorer.engine.dataset import Dataset
 from explorer.engine.recipes import RECIPES
-from explorer.engine.train import estimate_epoch_seconds
+from explorer.engine.train import batch_count, estimate_epoch_seconds
 from explorer.errors import ConfigError, ExplorerError
 from explorer.store import settings
 from explorer.store.events import ACTIVE_STATUSES, History, fold
 from explorer.store.runner import Runner, RunSpec
-from explorer.ui import charts, widgets
+from explorer.ui import charts, links, widgets
 from explorer.ui import state as arch_keys
 from explorer.ui import train_state as keys
 from explorer.ui.format import duration
@@ -111,18 +113,23 @@ def _dataset_picker() -> None:
     if st.session_state[keys.SOURCE] not in labels:
         st.session_state[keys.SOURCE] = "synthetic"
     st.selectbox("Dataset", list(labels), key=keys.SOURCE, format_func=labels.get, on_change=_on_source,
-                 help="Picking a dataset sets the input shape and number of classes of the network.")
+                 help=picker_help(sources))
     if st.session_state[keys.SOURCE] == "synthetic":
         st.number_input("Synthetic training images (a quarter as many test images)", 20, 200_000, step=500,
                         key=keys.SYNTHETIC_SIZE, help="Fewer images: quicker runs to try things out.")
     if st.session_state[keys.SOURCE] == keys.FOLDER_CHOICE:
         st.text_input("Folder with train/<class>/ (and test/<class>/) images", key=keys.FOLDER,
                       on_change=_on_source, placeholder="/path/to/images")
-    missing = [f"{s['label']}: {s['why']}" for s in sources if not s["available"]]
-    if missing:
-        st.caption("Not available: " + "; ".join(missing))
     if DATA_ERROR in st.session_state:
         st.error(st.session_state[DATA_ERROR])
+
+
+def picker_help(sources: list[dict]) -> str:
+    """The dataset picker's help: what a choice does, and (only here, not on the page) what cannot be picked
+    and why, so a working CIFAR-10 folder is not shown beside a permanent 'not available' line."""
+    text = "Picking a dataset sets the input shape and number of classes of the network."
+    missing = [f"{s['label']}: {s['why']}" for s in sources if not s["available"]]
+    return text + ("\n\nNot available here: " + "; ".join(missing) if missing else "")
 
 
 def _setting_widgets() -> None:
@@ -302,6 +309,32 @@ def start_blocker(selection: Selection, train_cfg: TrainConfig | None, source: s
     return None
 
 
+def train_images(source: str) -> int | None:
+    """Training images of `source` (None when unknown): a synthetic set's size without building it, else the
+    loaded dataset's (already cached when the source was picked)."""
+    kind, _, rest = source.partition(":")
+    if kind == "synthetic":
+        return int(rest) if rest.isdigit() else keys.SYNTHETIC_DEFAULT
+    if source == "folder:":
+        return None
+    try:
+        return len(cached_dataset(source).train_y)
+    except ExplorerError:
+        return None  # the picker already shows why
+
+
+def steps_note(images: int, batch_size: int, epochs: int) -> tuple[str, str | None]:
+    """('N steps per epoch, M in all', warning or None): a batch larger than the training set trains one
+    step per epoch, which a user should hear about before pressing Start."""
+    per_epoch = batch_count(images, batch_size)
+    note = f"{per_epoch:,} step{'s' * (per_epoch != 1)} per epoch, {per_epoch * epochs:,} in all"
+    if batch_size <= images:
+        return note, None
+    return note, (f"The batch size ({batch_size:,}) is larger than the training set ({images:,} images): each "
+                  f"epoch is a single step of {images:,} images, {epochs:,} steps in all. Lower the batch size "
+                  "for more updates per epoch.")
+
+
 def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, run_id: str | None,
              active: bool) -> None:
     start_col, stop_col, info_col = st.columns([1, 1, 4])
@@ -316,12 +349,21 @@ def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, r
         with info_col.container(key="train-blocker"):
             st.caption(f"Start is disabled: {blocker}")
     else:
-        params = f"{model_cost(selection.cfg, selection.input_shape, selection.num_classes).params:,} params"
-        info_col.caption(f"Trains **{selection.preset or 'custom'}** ({params} on "
-                         f"{'×'.join(map(str, selection.input_shape))}) from the sidebar on **{source}**, "
-                         f"in a process of its own.")
+        _start_note(info_col, selection, train_cfg, source)
     if START_ERROR in st.session_state:
         st.error(st.session_state[START_ERROR])
+
+
+def _start_note(column: Any, selection: Selection, train_cfg: TrainConfig, source: str) -> None:
+    """What Start would train (the form's settings, not the run shown below), with its steps per epoch."""
+    params = f"{model_cost(selection.cfg, selection.input_shape, selection.num_classes).params:,} params"
+    images = train_images(source)
+    note, warning = steps_note(images, train_cfg.batch_size, train_cfg.epochs) if images else ("", None)
+    column.caption(f"Start trains **{selection.preset or 'custom'}** ({params} on "
+                   f"{'×'.join(map(str, selection.input_shape))}) from the sidebar on **{source}**"
+                   f"{': ' + note if note else ''}, in a process of its own.")
+    if warning:
+        st.warning(warning)
 
 
 # --- the live view (a plain function; the fragment wraps it) -------------------------------------------------
@@ -346,6 +388,26 @@ def read_history(source: Any, run_id: str, cache: dict | None) -> tuple[History,
     return history, cache
 
 
+def throughput_text(history: History) -> str | None:
+    """Training images per second of training time (evaluation left out): the last epoch's while the run
+    trains, the whole run's (time-weighted, as the Runs table shows it) once it has ended."""
+    if history.ended and history.summary.get("images_per_second"):
+        return f"{history.summary['images_per_second']:,.0f} training img/s (whole run)"
+    if history.images_per_second and history.images_per_second[-1]:
+        return f"{history.images_per_second[-1]:,.0f} training img/s (last epoch)"
+    return None
+
+
+def progress_text(history: History, done: float, eta: float | None) -> str:
+    """The progress bar's line: the steps actually run, and how the run ended when it did not finish."""
+    steps = f"step {history.step:,} of {history.total_steps:,} ({done:.0%})"
+    if history.ended:
+        return steps if history.status == "finished" else f"{history.status} at {steps}"
+    if eta is not None:
+        return f"{steps} · about {duration(eta)} left"
+    return steps + (" · waiting for a training slot" if history.status == "queued" else " · starting…")
+
+
 def _headline(history: History, run_id: str, now: float) -> None:
     done, eta = charts.progress(history, now)
     epochs = history.epochs[-1] if history.epochs else 0
@@ -355,19 +417,27 @@ def _headline(history: History, run_id: str, now: float) -> None:
         parts.append(f"on {history.device}" + (f" ({history.threads} thread(s))" if history.threads else ""))
     if history.test_accuracy and history.test_accuracy[-1] is not None:
         parts.append(f"test accuracy {100 * history.test_accuracy[-1]:.1f} % after epoch {epochs}")
-    if history.images_per_second and history.images_per_second[-1]:
-        parts.append(f"{history.images_per_second[-1]:,.0f} img/s")
+    throughput = throughput_text(history)
+    if throughput:
+        parts.append(throughput)
     st.markdown(" · ".join(parts))
-    waiting = " · waiting for a training slot" if history.status == "queued" else " · starting…"
-    eta_text = "" if history.ended else f" · about {duration(eta)} left" if eta is not None else waiting
-    st.progress(done, text=f"step {history.step:,} of {history.total_steps:,} ({done:.0%}){eta_text}")
+    st.progress(done, text=progress_text(history, done, eta))
 
 
-def _end_message(history: History) -> None:
+def stopped_message(checkpoint: str | None, epochs_done: int) -> str:
+    """What a stopped run really keeps: a checkpoint only once an epoch has ended."""
+    if checkpoint:
+        return (f"The run was stopped; its record, curves and checkpoint (the weights after {epochs_done} whole "
+                "epoch(s)) are kept: see the Runs page, or resume it from the Checkpoints page.")
+    return ("The run was stopped before its first epoch ended: its record and logged losses are kept (see the Runs "
+            "page), but no checkpoint: one is saved at the end of each epoch, so this run cannot be resumed.")
+
+
+def _end_message(history: History, record: dict) -> None:
     if history.status == "failed":
         st.error(f"The run failed: {history.error}")
     elif history.status == "stopped":
-        st.warning("The run was stopped; its record and last checkpoint are kept (see the Runs tab).")
+        st.warning(stopped_message(record.get("checkpoint"), history.epochs_done))
     elif history.status == "interrupted":
         st.warning(f"The run was {history.error or 'interrupted'}")
     for problem in history.problems:
@@ -381,7 +451,7 @@ def live_view(source: Any, run_id: str, now: float | None = None) -> History:
     # A keyed container gives the browser tests a stable handle (CSS class st-key-train-status).
     with st.container(key="train-status"):
         _headline(history, run_id, time.time() if now is None else now)
-    _end_message(history)
+    _end_message(history, _record(source, run_id) if history.status == "stopped" else {})
     if history.status in ("failed", "interrupted") and not history.epochs and not history.step:
         return history  # it ended before training a batch: its message says why, empty charts would not
     figures = charts.training_figures(history, revision=run_id)
@@ -389,6 +459,73 @@ def live_view(source: Any, run_id: str, now: float | None = None) -> History:
         for column, name in zip(st.columns(2), row):
             column.plotly_chart(figures[name], key=f"train.chart.{name}", config={"displayModeBar": False})
     return history
+
+
+def _record(source: Any, run_id: str) -> dict:
+    try:
+        return source.status(run_id)
+    except ExplorerError:
+        return {}
+
+
+# --- the watched run's own settings ----------------------------------------------------------------------------
+
+
+def run_design(record: dict, budget: int, input_shape: tuple[int, int, int], num_classes: int) -> links.Design:
+    """The design a run record describes, as the form would show it (ConfigError for an unreadable one).
+    A preset or recipe is named only when the run used it unedited; the input shape and class count are the
+    record's once the run has loaded its data, else the given ones."""
+    arch, train = ArchConfig.from_dict(record["arch"]), TrainConfig.from_dict(record["train"])
+    preset, recipe = record.get("preset"), record.get("recipe")
+    shape = tuple(record["input_shape"]) if record.get("input_shape") else input_shape
+    return links.Design(arch=arch, train=train, preset=preset if PRESETS.get(preset) == arch else None,
+                        recipe=recipe if RECIPES.get(recipe) == train else None, budget=budget,
+                        input_shape=shape, num_classes=int(record.get("num_classes") or num_classes),
+                        data=str(record.get("data") or "synthetic"))
+
+
+def _design_line(design: links.Design) -> str:
+    t = design.train
+    return (f"**{design.preset or 'custom'}** network · recipe **{design.recipe or 'custom'}** · {t.epochs} epochs, "
+            f"batch {t.batch_size}, lr {t.lr:g} · on **{design.data}**")
+
+
+def _watched_design(run_id: str) -> links.Design | None:
+    state = st.session_state
+    shape, classes = arch_keys.input_from_values(state)
+    try:
+        return run_design(current_runner().status(run_id), int(state[arch_keys.BUDGET]), shape, classes)
+    except (ExplorerError, KeyError, TypeError, ValueError):
+        return None  # an old or damaged record: the run is still shown, without this line
+
+
+def _on_load_run(run_id: str) -> None:
+    design = _watched_design(run_id)
+    if design is not None:
+        st.session_state.update(links.design_values(design))
+        st.session_state.pop(DATA_ERROR, None)
+
+
+def form_matches(state: MutableMapping[str, Any], design: links.Design) -> bool:
+    """Whether the form (sidebar and Train page) describes the same run as `design`."""
+    try:
+        form = links.design_of(state)
+    except ConfigError:
+        return False
+    return (form.arch, form.train, form.data) == (design.arch, design.train, design.data)
+
+
+def _run_settings(run_id: str) -> None:
+    """The watched run's own settings, which may not be the form's (after a reload, a resume, another tab)."""
+    design = _watched_design(run_id)
+    if design is None:
+        return
+    text, button = st.columns([5, 2])
+    same = form_matches(st.session_state, design)
+    text.caption(f"This run's settings: {_design_line(design)}"
+                 + (" (the same as the form)" if same else " (the form above differs)"))
+    button.button("Load these settings into the form", key="train.load_run", on_click=_on_load_run,
+                  args=(run_id,), disabled=same, width="stretch")
 
 
 def _command(run_id: str) -> None:
@@ -404,6 +541,7 @@ def _command(run_id: str) -> None:
 
 def _live_section(run_id: str, status: str) -> None:
     was_active = status in ACTIVE_STATUSES
+    _run_settings(run_id)
     _command(run_id)
 
     def body() -> None:
@@ -445,6 +583,8 @@ def render(selection: Selection) -> None:
         st.info(f"Run {run_id} is no longer in {settings.default_runs_dir()}; start a new one.")
         _detach()
         run_id = None
+    if run_id and st.query_params.get("run") != run_id:
+        st.query_params["run"] = run_id  # attached elsewhere (a resume on the Checkpoints page): a reload keeps it
     active = status in ACTIVE_STATUSES
     _buttons(selection, train_cfg, source, run_id, active)
     _other_active_runs(run_id)
