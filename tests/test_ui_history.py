@@ -192,6 +192,8 @@ def test_rename_and_delete_with_confirmation(history: Path) -> None:
     at.button(key="runs.rename").click().run()
     assert at.success[0].value == "Renamed r1 to “baseline”."
     assert json.loads((history / "r1" / "run.json").read_text())["name"] == "baseline"
+    for key in ("runs.manage", "runs.diff_a", "runs.diff_b"):  # every picker shows the new name at once
+        assert any(option.startswith("baseline") for option in at.selectbox(key=key).options), key
     at.selectbox(key="runs.manage").select("r1").run()
     at.button(key="runs.delete").click().run()
     assert "cannot be undone" in at.warning[0].value and (history / "r1").exists()

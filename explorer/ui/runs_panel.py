@@ -202,12 +202,28 @@ def _manage_section(labels: dict[str, str], active: set[str], runs_dir) -> None:
     left, right = st.columns([3, 1])
     new_name = left.text_input("New name", key=NEW_NAME, placeholder="e.g. study-bn, lr 0.05")
     right.write("")
-    if right.button("Rename", key="runs.rename", disabled=not new_name.strip()):
-        _act(lambda: rename_run(run_id, new_name, runs_dir, active), f"Renamed {run_id} to “{new_name.strip()}”.")
+    right.button("Rename", key="runs.rename", disabled=not new_name.strip(), on_click=_rename,
+                 args=(run_id, runs_dir, active))
     _delete_controls(run_id, active, runs_dir)
     message = st.session_state.pop(MESSAGE, None)
     if message:
         (st.error if message.startswith("Cannot") else st.success)(message)
+
+
+def _rename(run_id: str, runs_dir, active: set[str]) -> None:
+    """The Rename button's callback (it runs before the page, so the pickers can still be written)."""
+    new_name = st.session_state[NEW_NAME].strip()
+    try:
+        rename_run(run_id, new_name, runs_dir, active)
+    except (ExplorerError, OSError) as err:
+        st.session_state[MESSAGE] = f"Cannot do it: {err}"
+        return
+    st.session_state[MESSAGE] = f"Renamed {run_id} to “{new_name}”."
+    # The browser keeps showing a picked option's old label (a widget with a key keeps its identity when its
+    # labels change); writing the pickers' values back makes this run send them again, with the new name.
+    for key in (MANAGE, DIFF_A, DIFF_B, OVERLAY):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 def _delete_controls(run_id: str, active: set[str], runs_dir) -> None:
