@@ -170,7 +170,8 @@ def test_torchinfo_table_and_layer_table_are_shown(app):
 def fake_run_events(end: str | None = "finished") -> list[dict]:
     """Two epochs of two logged batches each, as a run process writes them."""
     events = [{"type": "started", "time": 10.0, "device": "cpu", "classes": ["a", "b"], "total_steps": 4,
-               "params": 100, "flops": 200, "input_shape": [3, 32, 32], "config": {}},
+               "params": 100, "flops": 200, "input_shape": [3, 32, 32], "config": {}, "steps_per_epoch": 2,
+               "epochs": 2},
               {"type": "baseline", "time": 11.0, "test_loss": 0.7, "test_accuracy": 0.5,
                "per_class": {"a": 1.0, "b": 0.0}}]
     for step in (1, 2, 3, 4):
@@ -180,7 +181,7 @@ def fake_run_events(end: str | None = "finished") -> list[dict]:
         if step % 2 == 0:
             events.append({"type": "epoch", "time": 11.0 + step, "epoch": epoch, "train_loss": 0.5,
                            "train_accuracy": 0.6, "test_loss": 0.6, "test_accuracy": 0.55 + 0.1 * epoch,
-                           "per_class": {"a": 0.7, "b": 0.6}, "seconds": 2.0, "images_per_second": 500.0,
+                           "per_class": {"a": 0.7, "b": 0.6}, "seconds": 2.0, "eval_seconds": 0.5, "images_per_second": 500.0,
                            "lr": 0.1})
     if end == "failed":
         events.append({"type": "failed", "time": 20.0, "error": "loss became NaN at epoch 2, batch 1"})
@@ -212,13 +213,14 @@ def live_script(events: list[dict], now: float) -> None:
 
 def test_live_view_of_a_running_run_shows_progress_and_four_charts():
     events = fake_run_events(end=None)[:5]  # started, baseline, steps 1 and 2 and epoch 1 not yet
-    at = AppTest.from_function(live_script, args=(events, 15.0), default_timeout=30).run()
+    at = AppTest.from_function(live_script, args=(events, 13.0), default_timeout=30).run()
     assert not at.exception
     history = at.session_state["history"]
     assert history.status == "running" and history.step == 2
     progress = at.get("progress")[0].proto
     assert progress.value == 50
-    assert "about 5 s left" in progress.text  # 5 s since started, half done
+    # 0.75 s per training step (step 2 at t=13, less epoch 1's 0.5 s evaluation) x 2 steps + one evaluation
+    assert "about 2 s left" in progress.text
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(specs) == 4
     loss = specs[0]["data"][0]

@@ -25,7 +25,8 @@ def run_events(epochs: int = 2, batches: int = 4, end: str = "finished") -> list
     """A run's events as a run process writes them: started, baseline, batches, epochs, end."""
     events = [
         {"type": "started", "time": 100.0, "config": {}, "params": 1234, "flops": 5678, "device": "cpu",
-         "input_shape": [3, 32, 32], "classes": CLASSES, "total_steps": epochs * batches},
+         "input_shape": [3, 32, 32], "classes": CLASSES, "total_steps": epochs * batches,
+         "steps_per_epoch": batches, "epochs": epochs},
         {"type": "baseline", "time": 101.0, "test_loss": 1.1, "test_accuracy": 0.3,
          "per_class": {"cat": 0.9, "dog": 0.0, "frog": 0.0}},
     ]
@@ -38,7 +39,8 @@ def run_events(epochs: int = 2, batches: int = 4, end: str = "finished") -> list
         events.append({"type": "epoch", "time": 101.0 + step, "epoch": epoch, "train_loss": 1.0 / epoch,
                        "train_accuracy": 0.5 + 0.1 * epoch, "test_loss": 1.2 / epoch,
                        "test_accuracy": 0.4 + 0.1 * epoch, "per_class": {"cat": 0.5, "dog": 0.6, "frog": 0.1 * epoch},
-                       "seconds": 4.0 + epoch, "images_per_second": 1000.0, "lr": 0.1})
+                       "seconds": 4.0 + epoch, "train_seconds": 3.5 + epoch, "eval_seconds": 0.5,
+                       "images_per_second": 1000.0, "lr": 0.1})
     if end == "failed":
         events.append({"type": "failed", "time": 200.0, "error": "loss is NaN at epoch 2 batch 3; lower the lr"})
     elif end:
@@ -79,9 +81,15 @@ def test_failed_run_keeps_its_error():
 
 def test_progress_and_eta():
     events = run_events(end=None)
-    history = history_from_events(events[:6])  # 4 of 8 steps done, 'started' at t=100
-    done, eta = progress(history, now=120.0)
-    assert done == 0.5 and eta == pytest.approx(20.0)
+    # started at t=100, the random-init evaluation took 1 s, then steps 1-4 at t=102..105: 1 s per step.
+    history = history_from_events(events[:6])
+    done, eta = progress(history, now=105.0)
+    assert done == 0.5 and eta == pytest.approx(4 * 1.0 + 2 * 1.0)  # 4 steps + 2 evaluations (timed by the first)
+    assert progress(history, now=107.0)[1] == pytest.approx(4.0)  # counts down between updates, never climbs
+    assert progress(history, now=500.0)[1] == 0.0
+    # After epoch 1 (its evaluation took 0.5 s) and step 5 at t=106: 0.9 s per step, 3 steps and 1 evaluation left.
+    history = history_from_events(events[:8])
+    assert progress(history, now=106.0) == (pytest.approx(5 / 8), pytest.approx(3 * 0.9 + 0.5))
     assert progress(history_from_events(events[:1]), now=120.0) == (0.0, None)
     assert progress(history_from_events(run_events()), now=500.0) == (1.0, 0.0)
 

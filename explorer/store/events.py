@@ -287,8 +287,10 @@ class History:
     classes: list[str] = field(default_factory=list)
     total_steps: int = 0
     first_epoch: int = 1
+    epochs_planned: int | None = None  # epochs this run trains (after a resume: the new ones only)
     started_time: float | None = None
     last_time: float | None = None
+    last_step_time: float | None = None
     end_time: float | None = None
     device: str | None = None
     params: int | None = None
@@ -322,12 +324,14 @@ class History:
         self.started_time = event.time
         self.classes = list(event.classes)
         self.total_steps, self.first_epoch = int(event.total_steps or 0), int(event.first_epoch or 1)
+        self.epochs_planned = event.epochs
         self.device, self.params, self.flops, self.threads = event.device, event.params, event.flops, event.threads
 
     def _on_baseline(self, event: Baseline) -> None:
         self.baseline = event
 
     def _on_batch(self, event: Batch) -> None:
+        self.last_step_time = event.time
         self.steps.append(int(event.step))
         self.losses.append(event.loss)
         self.threads = event.threads or self.threads
@@ -433,6 +437,18 @@ class History:
         if all(seconds for _, seconds in pairs):
             return sum(ips * s for ips, s in pairs) / sum(s for _, s in pairs)
         return pairs[-1][0]
+
+    def seconds_left(self) -> float | None:
+        """Seconds of training and evaluation left, as of the last logged step: the training rate so far times the
+        steps left, plus one evaluation per epoch left (timed by the epochs done, else by the random-init one).
+        Measured at the last step rather than now, so it does not grow between two updates."""
+        if not self.step or self.last_step_time is None or self.baseline is None or self.started_time is None:
+            return None
+        eval_times = [e.eval_seconds for e in self.epoch_events if e.eval_seconds is not None]
+        eval_seconds = sum(eval_times) / len(eval_times) if eval_times else self.baseline.time - self.started_time
+        training = self.last_step_time - self.baseline.time - sum(eval_times)
+        evals_left = max(0, (self.epochs_planned or 0) - len(self.epoch_events))
+        return max(0.0, training / self.step * (self.total_steps - self.step) + evals_left * eval_seconds)
 
     def curve_rows(self) -> list[dict[str, Any]]:
         """One row per epoch: epoch, train/test loss and accuracy, seconds, lr (the curves table and CSV)."""

@@ -32,16 +32,17 @@ def _base_layout(title: str, height: int = 320, revision: str = "explorer", side
 
 
 def progress(history: History, now: float) -> tuple[float, float | None]:
-    """(fraction done in [0, 1], seconds left or None) from the step count and the time since 'started'."""
+    """(fraction of the steps done in [0, 1], seconds left or None): the fold's estimate at the last logged step
+    (training and the evaluations still to come), counted down by the time since then."""
     if history.status == "finished":
         return 1.0, 0.0
     if not history.total_steps or history.started_time is None:
         return 0.0, None
     done = min(1.0, history.step / history.total_steps)
-    if done <= 0:
-        return 0.0, None
-    elapsed = max(0.0, now - history.started_time)
-    return done, elapsed * (1 - done) / done
+    left = history.seconds_left()
+    if done <= 0 or left is None:
+        return done, None
+    return done, max(0.0, left - max(0.0, now - history.last_step_time))
 
 
 def thin(xs: list, ys: list, max_points: int = MAX_POINTS) -> tuple[list, list]:
