@@ -181,8 +181,8 @@ def fake_run_events(end: str | None = "finished") -> list[dict]:
         if step % 2 == 0:
             events.append({"type": "epoch", "time": 11.0 + step, "epoch": epoch, "train_loss": 0.5,
                            "train_accuracy": 0.6, "test_loss": 0.6, "test_accuracy": 0.55 + 0.1 * epoch,
-                           "per_class": {"a": 0.7, "b": 0.6}, "seconds": 2.0, "eval_seconds": 0.5, "images_per_second": 500.0,
-                           "lr": 0.1})
+                           "per_class": {"a": 0.7, "b": 0.6}, "seconds": 2.0, "eval_seconds": 0.5,
+                           "images_per_second": 500.0, "lr": 0.1})
     if end == "failed":
         events.append({"type": "failed", "time": 20.0, "error": "loss became NaN at epoch 2, batch 1"})
     elif end:
