@@ -16,8 +16,8 @@ from explorer.ui.format import human, human_bytes
 from explorer.ui.state import Selection
 
 LAYER_COLUMNS = {
-    "layer": st.column_config.TextColumn("layer", pinned=True),
-    # Wide enough for the longest kind ("AdaptiveAvgPool2d"): auto-sizing clipped "BatchNorm2d".
+    # Wide enough for the longest name ("head.maxpool") and kind ("AdaptiveAvgPool2d"): auto-sizing clipped both.
+    "layer": st.column_config.TextColumn("layer", pinned=True, width=110),
     "type": st.column_config.TextColumn("type", width=150),
     "params": st.column_config.NumberColumn("params", format="%,d"),
     "budget share": st.column_config.ProgressColumn("budget share", format="percent", min_value=0.0,
