@@ -24,6 +24,7 @@ from explorer.atomic import atomic_write_json
 from explorer.errors import ConfigError
 from explorer.search.study import default_storage
 from explorer.store import settings as store_settings
+from explorer.store.runner import last_log_line
 from explorer.store.runs import owner_alive, process_start_ticks, this_process
 
 SEARCHES_DIR = "searches"
@@ -116,7 +117,7 @@ def start(name: str, workers: int = 1, trials: int | None = None, timeout: float
     with contextlib.suppress(subprocess.TimeoutExpired):
         # A bad search (missing journal, bad storage) exits 2 at once: say why instead of "not running".
         if child.wait(timeout=0.5) != 0:
-            raise ConfigError(f"search {name} could not start: {_last_line(log) or f'exit {child.returncode}'}")
+            raise ConfigError(f"search {name} could not start: {last_log_line(log) or f'exit {child.returncode}'}")
     return stamp
 
 
@@ -136,14 +137,7 @@ def stop(name: str, runs_dir: str | os.PathLike | None = None) -> bool:
 def last_message(name: str, runs_dir: str | os.PathLike) -> str:
     """The last line `search run` wrote to its log (why it stopped or failed), "" when there is none."""
     stamp = read_process(name, runs_dir) or {}
-    return _last_line(Path(stamp["log"])) if stamp.get("log") else ""
-
-
-def _last_line(path: Path) -> str:
-    with contextlib.suppress(OSError):
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-        return lines[-1].removeprefix("error: ") if lines else ""
-    return ""
+    return last_log_line(Path(stamp["log"])) if stamp.get("log") else ""
 
 
 __all__ = ["list_searches", "running_searches", "is_running", "read_process", "start", "stop", "last_message",

@@ -472,7 +472,7 @@ class Runner:
         deadline = time.monotonic() + START_TIMEOUT
         while not (self.runs_dir / run_id / RECORD_NAME).is_file():
             if child.poll() is not None:
-                raise RunError(f"the run could not start: {_last_line(log) or f'exit code {child.returncode}'}")
+                raise RunError(f"the run could not start: {last_log_line(log) or f'exit code {child.returncode}'}")
             if time.monotonic() > deadline:
                 child.kill()
                 raise RunError(f"the run process wrote no record in {START_TIMEOUT:.0f} s; see {log}.")
@@ -532,7 +532,8 @@ class Runner:
         return list_runs(self.runs_dir)
 
 
-def _last_line(path: Path) -> str:
+def last_log_line(path: Path) -> str:
+    """The last non-empty line a process wrote to its log (its error, less the "error: " prefix); "" if none."""
     with contextlib.suppress(OSError):
         lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
         return lines[-1].removeprefix("error: ") if lines else ""
@@ -540,4 +541,4 @@ def _last_line(path: Path) -> str:
 
 
 __all__ = ["Runner", "RunProcess", "RunSpec", "Slots", "thread_budget", "new_run_id", "check_spec",
-           "resume_state", "SLOTS_DIR", "LOGS_DIR"]
+           "resume_state", "last_log_line", "SLOTS_DIR", "LOGS_DIR"]
