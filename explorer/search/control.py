@@ -24,7 +24,7 @@ from explorer.atomic import atomic_write_json
 from explorer.errors import ConfigError
 from explorer.search.study import default_storage
 from explorer.store import settings as store_settings
-from explorer.store.runner import last_log_line
+from explorer.store.runner import last_log_line, spawn_detached
 from explorer.store.runs import owner_alive, process_start_ticks, this_process
 
 SEARCHES_DIR = "searches"
@@ -102,13 +102,7 @@ def start(name: str, workers: int = 1, trials: int | None = None, timeout: float
     folder = search_dir(name, runs_dir)
     argv = run_command(name, workers, trials, timeout, runs_dir, data_dir)
     log = runs_dir / ".logs" / f"search-{name}-app.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    with open(log, "ab") as output:
-        # A new session: the search outlives the app server and a Ctrl-C in its terminal.
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=env,
-                                 start_new_session=True)
+    child = spawn_detached(argv, log)
     with _LOCK:
         _CHILDREN[name] = child
     stamp = this_process() | {"pid": child.pid, "start_ticks": process_start_ticks(child.pid), "command": argv,

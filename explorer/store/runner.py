@@ -455,14 +455,8 @@ class Runner:
         check_spec(spec, self.runs_dir, self.data_dir)
         run_id = new_run_id()
         log = self.runs_dir / LOGS_DIR / f"{run_id}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-                            settings.RUNS_DIR_ENV: str(self.runs_dir), settings.DATA_DIR_ENV: str(self.data_dir)}
-        with open(log, "wb") as output:
-            # A new session: the run survives the app server (and a Ctrl-C in the app's terminal).
-            child = subprocess.Popen([*self.command(spec), "--run-id", run_id], stdin=subprocess.DEVNULL,
-                                     stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        child = spawn_detached([*self.command(spec), "--run-id", run_id], log,
+                               {settings.RUNS_DIR_ENV: str(self.runs_dir), settings.DATA_DIR_ENV: str(self.data_dir)})
         with self._lock:
             self._children[run_id] = child
         self._wait_until_recorded(run_id, child, log)
@@ -532,6 +526,17 @@ class Runner:
         return list_runs(self.runs_dir)
 
 
+def spawn_detached(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `argv` (an explorer command) in a new session, output to `log`: it outlives the app server and a
+    Ctrl-C in the app's terminal. The package's folder goes on PYTHONPATH so `python -m explorer` finds it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    package_root = str(Path(__file__).resolve().parents[2])
+    python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    with open(log, "ab") as output:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                env=os.environ | {"PYTHONPATH": python_path} | (env or {}), start_new_session=True)
+
+
 def last_log_line(path: Path) -> str:
     """The last non-empty line a process wrote to its log (its error, less the "error: " prefix); "" if none."""
     with contextlib.suppress(OSError):
@@ -541,4 +546,4 @@ def last_log_line(path: Path) -> str:
 
 
 __all__ = ["Runner", "RunProcess", "RunSpec", "Slots", "thread_budget", "new_run_id", "check_spec",
-           "resume_state", "last_log_line", "SLOTS_DIR", "LOGS_DIR"]
+           "resume_state", "last_log_line", "spawn_detached", "SLOTS_DIR", "LOGS_DIR"]

@@ -213,11 +213,12 @@ def _estimate_section(selection: Selection, train_cfg: TrainConfig | None, sourc
 # --- start / stop -------------------------------------------------------------------------------------------
 
 
-def attached_run() -> str | None:
+def attached_run(active_runs: list[str]) -> str | None:
     """The run this session watches: session state first, else ?run=ID from the URL (after a reload), else the
-    newest run training now (a new tab, or the app server was restarted while it trained: re-attach to it)."""
+    newest run training now (`active_runs`, newest first: a new tab, or the app server restarted while it
+    trained: re-attach to it)."""
     if RUN_ID not in st.session_state:
-        wanted = st.query_params.get("run") or next(iter(sorted(current_runner().active(), reverse=True)), None)
+        wanted = st.query_params.get("run") or next(iter(active_runs), None)
         if wanted:
             st.session_state[RUN_ID] = wanted
     return st.session_state.get(RUN_ID)
@@ -552,9 +553,9 @@ def _live_section(run_id: str, status: str) -> None:
     st.fragment(body, run_every=POLL_SECONDS if was_active else None)()
 
 
-def _other_active_runs(run_id: str | None) -> None:
-    # Read from the runs folder: runs started by another session, another server, or before a restart.
-    active = [r for r in current_runner().active() if r != run_id]
+def _other_active_runs(run_id: str | None, active_runs: list[str]) -> None:
+    # From the runs folder: runs started by another session, another server, or before a restart.
+    active = [r for r in active_runs if r != run_id]
     if active:
         st.selectbox("Runs in progress: watch one", ["—", *active], key="train.watch", on_change=_on_watch)
 
@@ -576,7 +577,8 @@ def render(selection: Selection) -> None:
     if selection.cfg is None:
         st.warning(f"Fix the architecture in the sidebar first: {selection.error}")
     _estimate_section(selection, train_cfg, source)
-    run_id = attached_run()
+    active_runs = current_runner().active()  # read once per rerun: the runs folder, newest first
+    run_id = attached_run(active_runs)
     status = run_status(run_id) if run_id else None
     if status == "unknown":
         # Deleted in the Runs tab, or a stale ?run= link: forget it rather than fail on every rerun.
@@ -587,7 +589,7 @@ def render(selection: Selection) -> None:
         st.query_params["run"] = run_id  # attached elsewhere (a resume on the Checkpoints page): a reload keeps it
     active = status in ACTIVE_STATUSES
     _buttons(selection, train_cfg, source, run_id, active)
-    _other_active_runs(run_id)
+    _other_active_runs(run_id, active_runs)
     if run_id:
         _live_section(run_id, status)
     else:
