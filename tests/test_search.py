@@ -7,6 +7,7 @@ import copy
 import csv
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -115,17 +116,74 @@ def test_trial_seconds_fit_the_schedule_to_the_time(runs_dir):
     assert record["summary"]["epochs_done"] in (row["epochs"], study.get_trials()[0].last_step)
 
 
-def test_a_net_too_slow_for_one_epoch_in_the_trial_seconds_is_rejected_untrained(runs_dir, monkeypatch):
+def test_a_net_too_slow_for_a_few_batches_in_the_trial_seconds_is_rejected_untrained(runs_dir, monkeypatch):
     import explorer.search.trial as trial_module
 
-    monkeypatch.setattr(trial_module, "fitted_epochs", lambda arch, cfg, dataset, seconds: (0, 5.0))
+    monkeypatch.setattr(trial_module, "fitted_epochs", lambda arch, cfg, dataset, seconds: (0, 100.0))
     storage = _create("slow", runs_dir, trial_epochs=None, trial_seconds=2.0)
     run_worker("slow", storage, trials=1, runs_dir=runs_dir)
     study, _ = load_search("slow", storage)
     (frozen,) = study.get_trials()
-    assert frozen.user_attrs["rejected"] == "too slow: one epoch takes about 5 s, more than the trial's 2 s"
-    assert frozen.system_attrs["constraints:seconds"] == 3.0 and frozen.system_attrs["constraints:params"] <= 0
+    # 180 training images (synthetic:200 less its validation split): at least a quarter, 45, per epoch.
+    assert frozen.user_attrs["rejected"] == ("too slow: 2 epochs of 45 images take more than the trial's 2 s "
+                                             "(a whole epoch: about 100 s)")
+    assert frozen.system_attrs["constraints:seconds"] == 98.0 and frozen.system_attrs["constraints:params"] <= 0
     assert list_runs(runs_dir) == []
+
+
+def test_when_whole_epochs_do_not_fit_a_trial_trains_two_epochs_of_a_seeded_subset(runs_dir, monkeypatch):
+    import explorer.search.trial as trial_module
+
+    # One epoch of the 1,800 training images "takes" 2 s and the trial has 2 s: two epochs of 900 images.
+    monkeypatch.setattr(trial_module, "fitted_epochs", lambda arch, cfg, dataset, seconds: (1, 2.0))
+    storage = _create("subset", runs_dir, data="synthetic:2000", trial_epochs=None, trial_seconds=2.0)
+    run_worker("subset", storage, trials=1, runs_dir=runs_dir)
+    study, _ = load_search("subset", storage)
+    (row,) = rows(study)
+    assert row["state"] == "complete" and row["train_images"] == 900 and row["epochs"] == 2
+    record = read_run(row["run_id"], runs_dir)
+    assert record["summary"]["epochs_done"] == 2 and record["train"]["epochs"] == 2
+    search, _ = validation_split("synthetic:2000", runs_dir / "data", 0.1, 0)
+    subset = trial_module.training_subset(search, 900, 0)
+    again = trial_module.training_subset(search, 900, 0)
+    assert len(subset.train_y) == 900 and torch.equal(subset.train_x, again.train_x)  # seeded: the same subset
+    assert torch.equal(subset.test_x, search.test_x)  # validation images unchanged
+
+
+def test_param_importances_name_the_setting_that_decides_the_accuracy():
+    import optuna
+
+    from explorer.search.study import param_importances
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        lr, depth = trial.suggest_float("train.lr", 0.01, 1.0, log=True), trial.suggest_int("depth", 1, 4)
+        trial.suggest_categorical("head", ["avgpool", "maxpool"])
+        return -abs(math.log10(lr) + 1) + 0.01 * depth  # best near lr = 0.1; the head does not matter
+
+    study.optimize(objective, n_trials=3)
+    assert param_importances(study) == {}  # too few complete trials to say
+    study.optimize(objective, n_trials=37)
+    found = param_importances(study)
+    assert list(found)[0] == "train.lr" and found["train.lr"] > 0.5 and set(found) == {"train.lr", "depth", "head"}
+    assert math.isclose(sum(found.values()), 1.0, rel_tol=1e-6)
+
+
+def test_a_baseline_preset_is_trial_zero_and_rebuilds_the_preset(runs_dir):
+    from explorer.arch.presets import PRESETS
+    from explorer.search.space import space_around
+
+    storage = f"journal:{runs_dir / 'searches' / 'base' / 'journal.log'}"
+    space = space_around("fast")
+    create_search("base", storage, make_settings(space, "synthetic:200", trial_epochs=1), baseline="fast")
+    study, _ = load_search("base", storage)
+    (waiting,) = study.get_trials()
+    assert waiting.user_attrs["baseline"] == "fast" and waiting.params == {} and waiting.state.name == "WAITING"
+    run_worker("base", storage, trials=1, runs_dir=runs_dir)
+    (row,) = rows(load_search("base", storage)[0])
+    assert row["baseline"] == "fast" and row["params"] == 255_267
+    assert row["config"]["arch"] == PRESETS["fast"].to_dict()
 
 
 # ------------------------------------------------------------------------------------------- worker processes

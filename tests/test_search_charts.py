@@ -72,3 +72,18 @@ def test_trials_table_newest_first_in_percent_with_the_rejection_reason():
 def test_trial_label():
     assert search_charts.trial_label(ROWS[3]) == "trial 3 · val 70.0% · 200,000 params"
     assert search_charts.trial_label(ROWS[5]) == "trial 5 · running"
+
+
+def test_importance_figure_puts_the_most_important_setting_on_top():
+    fig = search_charts.importance_figure({"train.lr": 0.7, "depth": 0.2, "conv1.kernel": 0.1})
+    (bars,) = fig.data
+    assert list(bars.y) == ["conv1.kernel", "depth", "train.lr"]  # Plotly draws the last category on top
+    assert list(bars.x) == [0.1, 0.2, 0.7]
+
+
+def test_the_baseline_is_marked_on_the_pareto_chart_and_in_labels():
+    rows = [*ROWS, _row(8, val=0.65, params=255_267, baseline="fast")]
+    fig = search_charts.pareto_figure(rows, "params")
+    marked = _trace(fig, "baseline preset")
+    assert list(marked.x) == [255_267] and list(marked.text) == ["fast"]
+    assert search_charts.trial_label(rows[-1]) == "trial 8 · val 65.0% · 255,267 params · fast (baseline)"

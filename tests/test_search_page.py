@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,12 @@ TINY = {"recipe": "fast",
 
 
 @pytest.fixture
-def app(runs_dir, tmp_path, monkeypatch) -> AppTest:
+def app(runs_dir, tmp_path, monkeypatch) -> Iterator[AppTest]:
+    yield from open_search_page(tmp_path, monkeypatch)
+
+
+def open_search_page(tmp_path: Path, monkeypatch) -> Iterator[AppTest]:
+    """The app on its Search page (the runs folder is the `runs_dir` fixture's), caches cleared around it."""
     monkeypatch.setenv("EXPLORER_DATA_ROOTS", str(tmp_path))
     monkeypatch.setenv("EXPLORER_DATA_DIR", str(tmp_path / "data"))
     st.cache_data.clear()

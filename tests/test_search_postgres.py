@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import copy
 import glob
+import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 import test_search as cases
+import test_search_page as page_cases
 
+from explorer.search import control
 from explorer.search.study import load_search, rows
+from explorer.ui import search_panel
 
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
@@ -47,6 +52,11 @@ def postgres_url():
     finally:
         subprocess.run([*as_owner, tools / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def app(runs_dir, tmp_path, monkeypatch):
+    yield from page_cases.open_search_page(tmp_path, monkeypatch)
 
 
 def _create_on(url: str, name: str, runs_dir: Path, **kwargs) -> str:
@@ -85,3 +95,43 @@ def test_a_bad_database_url_is_one_line(runs_dir, capsys):
     assert main(["search", "status", "x", "--storage", f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot be opened" in err and len(err.splitlines()) == 1
+
+
+def test_the_search_page_runs_and_watches_searches_in_postgresql(postgres_url, runs_dir, app):
+    # A new search on the page, its storage the database: two local workers run it there.
+    app.text_input(key=search_panel.NAME).set_value("pg-page")
+    app.text_input(key=search_panel.STORAGE).set_value(postgres_url)
+    app.number_input(key=search_panel.SYNTHETIC_SIZE).set_value(200)
+    app.radio(key=search_panel.PER_TRIAL).set_value("epochs per trial").run()
+    app.number_input(key=search_panel.TRIAL_EPOCHS).set_value(1)
+    app.text_area(key=search_panel.SPACE).set_value(json.dumps(page_cases.TINY))
+    app.checkbox(key=search_panel.BASELINE).uncheck()
+    app.number_input(key=search_panel.TRIALS).set_value(4)
+    app.button(key="search.start").click().run()
+    assert not app.error, [e.value for e in app.error]
+    pointer = runs_dir / "searches" / "pg-page" / control.STORAGE_NAME
+    assert pointer.read_text() == postgres_url and stat.S_IMODE(pointer.stat().st_mode) == 0o600
+    assert "--storage " + postgres_url in " ".join(control.read_process("pg-page", runs_dir)["command"])
+    page_cases._wait_until_stopped("pg-page", runs_dir)
+    app.run()
+    finished = sum(page_cases._metric(app, s) for s in ("Complete", "Pruned"))
+    assert 4 <= finished <= 5 and page_cases._metric(app, "Failed") == 0
+    assert len(rows(load_search("pg-page", postgres_url)[0])) == finished  # the trials live in the database
+
+    # A search another machine created in the database: watched by URL and name, then listed and drawn.
+    _create_on(postgres_url, "pg-elsewhere", runs_dir)
+    app.selectbox(key=search_panel.PICK).set_value(search_panel.NEW).run()
+    app.text_input(key=search_panel.WATCH_URL).set_value(postgres_url)
+    app.text_input(key=search_panel.WATCH_NAME).set_value("pg-elsewhere")
+    app.button(key="search.watch").click().run()
+    assert not app.error and app.selectbox(key=search_panel.PICK).value == "pg-elsewhere"
+    assert control.list_searches(runs_dir)[:2] == ["pg-elsewhere", "pg-page"]
+    assert page_cases._metric(app, "Waiting") == 0 and page_cases._metric(app, "Complete") == 0
+
+
+def test_watching_a_search_the_database_does_not_hold_says_so(postgres_url, app):
+    app.text_input(key=search_panel.WATCH_URL).set_value(postgres_url)
+    app.text_input(key=search_panel.WATCH_NAME).set_value("no-such-search")
+    app.button(key="search.watch").click().run()
+    assert any("no-such-search" in e.value for e in app.error)
+    assert app.selectbox(key=search_panel.PICK).value == search_panel.NEW

@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--data-dir", type=Path, help="where cifar10 is found (default $EXPLORER_DATA_DIR or data)")
     c.add_argument("--artifacts", help="a folder every worker can reach where trials upload their checkpoints "
                                        "(default: artifacts/ beside a journal file; none for a database)")
+    c.add_argument("--baseline", metavar="PRESET", help="train this preset as trial 0 under the same rules, to read "
+                                                        "the search's results against (e.g. fast)")
     c.set_defaults(handler=run_create)
 
     for command, help_text in (("run", "start K local worker processes and wait for them"),
@@ -111,7 +113,7 @@ def run_create(args: argparse.Namespace) -> int:
                              args.trial_epochs, args.budget, args.flops_budget, args.objectives,
                              args.validation_fraction, data_dir=args.data_dir, artifacts=args.artifacts)
     storage = _storage(args)
-    create_search(args.name, storage, settings)
+    create_search(args.name, storage, settings, args.baseline)
     out = {"name": args.name, "storage": storage} | {k: v for k, v in settings.items() if k != "space"}
     print_json(out) if args.json else print(f"created search {args.name} in {storage}")
     return 0

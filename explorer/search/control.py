@@ -5,7 +5,9 @@ explorer.store.runner.Runner starts a run), so a rerun, a page switch or a resta
 touch it. The process's stamp (pid, start time, host, command, log) goes into `<runs>/searches/NAME/process.json`,
 so a reloaded page or a restarted server finds the search still running, and Stop can signal it (SIGTERM:
 `search run` forwards it to its workers, which stop their runs cleanly and queue their trials again).
-Searches whose storage is the default journal are the ones listed; a database search is run from the CLI.
+The searches listed are those with a default journal under `<runs>/searches/NAME/`, and those whose folder
+holds a `storage.url` pointer: a database search (workers on many machines) the page created or was told to
+watch. The pointer is written owner-only (a database URL may carry a password).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from explorer.atomic import atomic_write_json
+from explorer.atomic import atomic_write_bytes, atomic_write_json
 from explorer.errors import ConfigError
 from explorer.search.study import default_storage
 from explorer.store import settings as store_settings
@@ -30,6 +32,7 @@ from explorer.store.runs import owner_alive, process_start_ticks, this_process
 SEARCHES_DIR = "searches"
 JOURNAL_NAME = "journal.log"
 PROCESS_NAME = "process.json"
+STORAGE_NAME = "storage.url"
 # Children started by this server: polled so an ended one is reaped (a zombie would still look alive).
 _CHILDREN: dict[str, subprocess.Popen] = {}
 _LOCK = threading.Lock()
@@ -49,18 +52,41 @@ def search_dir(name: str, runs_dir: str | os.PathLike) -> Path:
 
 
 def list_searches(runs_dir: str | os.PathLike) -> list[str]:
-    """Names of the searches with a default journal under `<runs_dir>/searches/`, newest first."""
+    """Names of the searches under `<runs_dir>/searches/` (a default journal or a storage pointer), newest first."""
     root = Path(runs_dir) / SEARCHES_DIR
     with contextlib.suppress(OSError):
-        found = [p.parent for p in root.glob(f"*/{JOURNAL_NAME}") if p.is_file()]
-        return [p.name for p in sorted(found, key=lambda p: (p / JOURNAL_NAME).stat().st_mtime, reverse=True)]
+        found = {p for name in (JOURNAL_NAME, STORAGE_NAME) for p in root.glob(f"*/{name}") if p.is_file()}
+        newest = {}
+        for path in found:
+            newest[path.parent.name] = max(newest.get(path.parent.name, 0.0), path.stat().st_mtime)
+        return sorted(newest, key=newest.get, reverse=True)
     return []
+
+
+def storage_of(name: str, runs_dir: str | os.PathLike) -> str:
+    """The storage URL of search `name`: its pointer when it has one, else its default journal."""
+    with contextlib.suppress(OSError):
+        url = (search_dir(name, runs_dir) / STORAGE_NAME).read_text().strip()
+        if url:
+            return url
+    return default_storage(name, runs_dir)
+
+
+def link_storage(name: str, url: str, runs_dir: str | os.PathLike) -> None:
+    """Remember that search `name` lives in the storage `url` (a database): the page lists, runs and watches it."""
+    url = url.strip()
+    if not url or url.startswith("journal:"):
+        raise ConfigError("a storage pointer is for a database URL, e.g. postgresql+psycopg://user@host/db; "
+                          "journal searches live in their own folder.")
+    folder = search_dir(name, runs_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / STORAGE_NAME, url.encode())  # mkstemp's file: owner-only (0600)
 
 
 def run_command(name: str, workers: int, trials: int | None, timeout: float | None,
                 runs_dir: str | os.PathLike, data_dir: str | os.PathLike) -> list[str]:
-    """The `search run` argv (the same a user can type), on the search's default journal."""
-    argv = [sys.executable, "-m", "explorer", "search", "run", name, "--storage", default_storage(name, runs_dir),
+    """The `search run` argv (the same a user can type), on the search's storage."""
+    argv = [sys.executable, "-m", "explorer", "search", "run", name, "--storage", storage_of(name, runs_dir),
             "--runs-dir", str(runs_dir), "--data-dir", str(data_dir), "--workers", str(int(workers))]
     argv += ["--trials", str(int(trials))] if trials else []
     argv += ["--timeout", f"{float(timeout):g}"] if timeout else []
@@ -135,4 +161,4 @@ def last_message(name: str, runs_dir: str | os.PathLike) -> str:
 
 
 __all__ = ["list_searches", "running_searches", "is_running", "read_process", "start", "stop", "last_message",
-           "run_command", "search_dir", "check_name", "SEARCHES_DIR", "PROCESS_NAME"]
+           "run_command", "search_dir", "check_name", "storage_of", "link_storage", "SEARCHES_DIR", "PROCESS_NAME"]

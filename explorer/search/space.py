@@ -202,6 +202,46 @@ def sample(trial: Any, space: dict, epochs: int = 1) -> tuple[ArchConfig, TrainC
     return sample_arch(trial, space.get("arch", {})), sample_train(trial, space, epochs)
 
 
+class _Recorder:
+    """Stands in for an Optuna trial and answers every suggestion with the value a known design has, so the
+    params that make `sample` rebuild that design can be enqueued as a trial (a baseline)."""
+
+    def __init__(self, arch: ArchConfig, train: TrainConfig):
+        self.arch, self.train, self.params = arch, train, {}
+
+    def _value(self, name: str) -> Any:
+        arch, blocks = self.arch, self.arch.conv
+        if name == "depth":
+            return len(blocks)
+        if name == "width_multiplier":
+            return 1.0
+        if name == "fc_layers":
+            return len(arch.fc)
+        if name.startswith("train."):
+            value = getattr(self.train, name.removeprefix("train."))
+            return ",".join(value) or "none" if isinstance(value, tuple) else value
+        if name.startswith("fc") and name.endswith(".units"):
+            return arch.fc[int(name[2:-6]) - 1]
+        if name.startswith("conv"):
+            index, field = name[4:].split(".")
+            return getattr(blocks[int(index) - 1], "out_channels" if field == "width" else field)
+        return getattr(arch, name)
+
+    def _suggest(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.params[name] = self._value(name)
+        return self.params[name]
+
+    suggest_int = suggest_float = suggest_categorical = _suggest
+
+
+def design_params(space: dict, arch: ArchConfig, train: TrainConfig) -> dict[str, Any]:
+    """The trial params under which `sample(trial, space)` builds `arch` with `train`'s settings (as far as the
+    space lets it: fixed entries stay fixed), for `study.enqueue_trial`."""
+    recorder = _Recorder(arch, train)
+    sample(recorder, space)
+    return recorder.params
+
+
 # ------------------------------------------------------------------------------------------- around a preset
 
 
@@ -245,4 +285,5 @@ def space_around(preset: str, recipe: str | None = None) -> dict:
     return check_space({"recipe": recipe, "arch": arch_space, "train": train_space})
 
 
-__all__ = ["check_space", "load_space", "sample", "sample_arch", "sample_train", "space_around", "check_entry"]
+__all__ = ["check_space", "load_space", "sample", "sample_arch", "sample_train", "space_around", "check_entry",
+           "design_params"]

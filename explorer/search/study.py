@@ -16,18 +16,22 @@ import contextlib
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from explorer.arch.cost import DEFAULT_BUDGET
+from explorer.arch.presets import PRESETS
+from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import ConfigError
-from explorer.search.space import check_space
+from explorer.search.space import check_space, design_params
 from explorer.store import settings as store_settings
 
 OBJECTIVES = ("accuracy", "params", "flops")
 SETTINGS_ATTR = "explorer_search"
 HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 30
 MAX_RETRY = 2
+MIN_FOR_IMPORTANCE = 4
 
 
 def _optuna() -> Any:
@@ -62,8 +66,6 @@ def make_storage(url: str, create: bool = True) -> Any:
         except OSError as err:
             raise ConfigError(f"storage {url}: cannot open the journal file: {err.strerror or err}.") from None
     try:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
@@ -143,8 +145,6 @@ def sampler_and_pruner(settings: dict) -> tuple[Any, Any]:
     """Not kept in the storage: every worker builds them from the settings. TPE learns from rejected trials
     through their constraints (> 0: over budget); one objective prunes with Hyperband on per-epoch accuracy."""
     optuna = _optuna()
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # Optuna 5 reads the constraints trial.set_constraint stored; 4.x needs a constraints_func.
@@ -157,8 +157,12 @@ def sampler_and_pruner(settings: dict) -> tuple[Any, Any]:
     return sampler, pruner
 
 
-def create_search(name: str, storage_url: str, settings: dict) -> Any:
+def create_search(name: str, storage_url: str, settings: dict, baseline: str | None = None) -> Any:
+    """A new search; `baseline` (a preset) is enqueued as its first trial, trained under the same rules as every
+    other trial, so the search's results are read against a known net measured the same way."""
     optuna = _optuna()
+    if baseline is not None and baseline not in PRESETS:
+        raise ConfigError(f"unknown baseline preset {baseline!r}; use one of {', '.join(sorted(PRESETS))}.")
     storage = make_storage(storage_url)
     sampler, pruner = sampler_and_pruner(settings)
     try:
@@ -168,6 +172,10 @@ def create_search(name: str, storage_url: str, settings: dict) -> Any:
         raise ConfigError(f"search {name!r} already exists in {storage_url}; run it with `search run {name}` "
                           f"or pick another name.") from None
     study.set_user_attr(SETTINGS_ATTR, settings)
+    if baseline is not None:
+        space = settings["space"]
+        recipe = RECIPES[space.get("recipe", DEFAULT_RECIPE)]
+        study.enqueue_trial(design_params(space, PRESETS[baseline], recipe), user_attrs={"baseline": baseline})
     return study
 
 
@@ -211,7 +219,8 @@ def trial_row(trial: Any) -> dict:
             "test_accuracy": attrs.get("test_accuracy"), "params": attrs.get("params"), "flops": attrs.get("flops"),
             "epochs": attrs.get("epochs"), "seconds": seconds, "run_id": attrs.get("run_id"),
             "rejected": attrs.get("rejected"), "retry_of": trial.system_attrs.get("failed_trial"),
-            "checkpoint_artifact": attrs.get("checkpoint_artifact"),
+            "checkpoint_artifact": attrs.get("checkpoint_artifact"), "baseline": attrs.get("baseline"),
+            "train_images": attrs.get("train_images"),
             "config": attrs.get("config")}
 
 
@@ -245,6 +254,26 @@ def status(study: Any, settings: dict) -> dict:
             "pareto": pareto(rows, keys), "best": best(rows)}
 
 
+def param_importances(study: Any) -> dict[str, float]:
+    """How much each sampled setting sets the best complete trials apart from the rest (Optuna's PED-ANOVA: no
+    extra dependency, milliseconds; settings every complete trial has), largest first, summing to 1; {} while
+    fewer than MIN_FOR_IMPORTANCE trials are complete or the sampled values do not vary yet."""
+    optuna = _optuna()
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < MIN_FOR_IMPORTANCE:
+        return {}
+    # Accuracy is the first objective; PED-ANOVA reads a target as lower-is-better (and says so in a warning).
+    target = None if len(study.directions) == 1 else (lambda t: -t.values[0])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=target)
+    except (RuntimeError, ValueError):  # no parameter common to every complete trial, or all values equal
+        return {}
+    return {name: float(value) for name, value in found.items()}
+
+
 def rows(study: Any) -> list[dict]:
     return [trial_row(t) for t in study.get_trials(deepcopy=False)]
 
@@ -260,4 +289,4 @@ def counted_trials(study: Any) -> int:
 
 __all__ = ["make_storage", "default_storage", "make_settings", "create_search", "load_search", "status", "rows",
            "best", "pareto", "trial_row", "trial_status", "counted_trials", "OBJECTIVES", "check_objectives",
-           "artifact_dir", "fetch_checkpoint"]
+           "artifact_dir", "fetch_checkpoint", "param_importances"]

@@ -14,6 +14,7 @@ Order inside `Objective.__call__`:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -30,6 +31,9 @@ from explorer.store.runner import RunProcess, RunSpec
 from explorer.store.runs import this_process
 
 _SPLITS: dict[tuple, tuple[Dataset, Dataset]] = {}
+# Time-budgeted trials train at least this many epochs (on a subset when whole epochs do not fit) over at least
+# this many batches each; fewer makes the one-cycle schedule meaningless.
+MIN_TRIAL_EPOCHS, MIN_TRIAL_BATCHES = 2, 10
 _SPLITS_LOCK = threading.Lock()
 
 
@@ -60,6 +64,16 @@ def validation_split(source: str, data_dir: Path, fraction: float, seed: int) ->
     with _SPLITS_LOCK:
         _SPLITS[key] = (search, full)
     return search, full
+
+
+def training_subset(dataset: Dataset, images: int, seed: int) -> Dataset:
+    """The first `images` of a seeded shuffle of the training images (validation images unchanged): the same
+    subset for every trial of a search that needs one of this size."""
+    order = torch.randperm(len(dataset.train_y), generator=torch.Generator().manual_seed(seed))
+    keep = order[:images].sort().values
+    return dataclasses.replace(dataset, name=f"{dataset.name}, {images:,} training images",
+                               train_x=dataset.train_x[keep].contiguous(), train_y=dataset.train_y[keep].contiguous(),
+                               fingerprint=f"{dataset.fingerprint}-{images}-{seed}")
 
 
 class TrialRun(RunProcess):
@@ -127,7 +141,10 @@ class Objective:
         arch, cfg, cost, over = self._sample_within_budget(trial)
         search, full = validation_split(self.settings["data"], self.data_dir, self.settings["validation"]["fraction"],
                                         self.settings["validation"]["seed"])
-        epochs = self.settings["trial_epochs"] or self._fit_to_time(trial, arch, cfg, search, over)
+        if self.settings["trial_epochs"]:
+            epochs = self.settings["trial_epochs"]
+        else:
+            epochs, search = self._fit_to_time(trial, arch, cfg, search, over)
         set_constraints(trial, over)  # within every budget (a trial's constraints are set once)
         cfg = cfg.replace(epochs=epochs, warmup_epochs=min(cfg.warmup_epochs, epochs))
         trial.set_user_attr("epochs", epochs)
@@ -150,16 +167,26 @@ class Objective:
         out = [values[k] for k in self.settings["objectives"]]
         return out[0] if len(out) == 1 else out
 
-    def _fit_to_time(self, trial: Any, arch, cfg, dataset: Dataset, over: list[float]) -> int:
-        """Epochs that fit the trial's seconds; a net too slow for even one epoch is rejected (a few timed
-        batches, not a whole epoch, are spent on it)."""
+    def _fit_to_time(self, trial: Any, arch, cfg, dataset: Dataset, over: list[float]) -> tuple[int, Dataset]:
+        """(epochs, training data) that fit the trial's seconds. When fewer than MIN_TRIAL_EPOCHS whole epochs
+        fit (a big dataset, a slow net, one core per worker), the trial trains MIN_TRIAL_EPOCHS epochs over a
+        seeded subset of the training split that fits, so every trial still gets the same seconds and the pruner
+        more than one report; a net too slow for even MIN_TRIAL_BATCHES batches (or a quarter of a small training
+        set) is rejected (a few timed batches, not a whole epoch, are spent on it)."""
         seconds = self.settings["trial_seconds"]
         epochs, per_epoch = fitted_epochs(arch, cfg, dataset, seconds)
         trial.set_user_attr("epoch_seconds_estimate", per_epoch)
-        if epochs < 1:
-            raise rejection(trial, f"too slow: one epoch takes about {per_epoch:.0f} s, more than the trial's "
-                                   f"{seconds:g} s", [*over, per_epoch - seconds])
-        return epochs
+        if epochs >= MIN_TRIAL_EPOCHS:
+            return epochs, dataset
+        available = len(dataset.train_y)
+        images = math.floor(available * seconds / (MIN_TRIAL_EPOCHS * per_epoch))
+        fewest = min(MIN_TRIAL_BATCHES * cfg.batch_size, available // 4)  # a small dataset: a quarter of it
+        if images < fewest:
+            raise rejection(trial, f"too slow: {MIN_TRIAL_EPOCHS} epochs of {fewest:,} images take more than the "
+                                   f"trial's {seconds:g} s (a whole epoch: about {per_epoch:.0f} s)",
+                            [*over, per_epoch - seconds])
+        trial.set_user_attr("train_images", images)
+        return MIN_TRIAL_EPOCHS, training_subset(dataset, images, self.settings["validation"]["seed"])
 
     def _sample_within_budget(self, trial: Any):
         settings = self.settings
@@ -230,4 +257,5 @@ class Objective:
         return result["accuracy"]
 
 
-__all__ = ["Objective", "TrialRun", "validation_split", "fitted_epochs", "rejection", "WorkerStopped"]
+__all__ = ["Objective", "TrialRun", "validation_split", "fitted_epochs", "rejection", "WorkerStopped",
+           "training_subset"]

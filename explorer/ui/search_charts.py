@@ -19,7 +19,7 @@ COST_LABELS = {"params": "Parameters", "flops": "FLOPs per image"}
 COST_TITLES = {"params": "parameters", "flops": "FLOPs per image"}
 TABLE_COLUMNS = {"number": "Trial", "state": "State", "params": "Params", "flops": "FLOPs",
                  "val_accuracy": "Val accuracy", "test_accuracy": "Test accuracy", "epochs": "Epochs",
-                 "seconds": "Seconds", "rejected": "Rejected because", "run_id": "Run"}
+                 "seconds": "Seconds", "baseline": "Baseline", "rejected": "Rejected because", "run_id": "Run"}
 
 
 def _layout(title: str, x_title: str, y_title: str, revision: str, height: int = 380) -> dict:
@@ -53,6 +53,12 @@ def pareto_figure(rows: list[dict], cost: str = "params", budget: float | None =
                          name="Pareto front", line=dict(color=OK_COLOR, shape="hv"),
                          marker=dict(color=OK_COLOR, size=10), hovertext=[_hover(r) for r in front],
                          hoverinfo="text")]
+    baseline = [r for r in done if r.get("baseline")]
+    if baseline:
+        traces.append(go.Scatter(x=[r[cost] for r in baseline], y=[r["val_accuracy"] for r in baseline],
+                                 mode="markers+text", name="baseline preset", text=[r["baseline"] for r in baseline],
+                                 textposition="bottom center", hovertext=[_hover(r) for r in baseline],
+                                 hoverinfo="text", marker=dict(color=TEST_COLOR, symbol="diamond", size=12)))
     rejected = [r for r in rows if r["state"] == "rejected" and r.get(cost) is not None]
     if rejected:
         traces.append(go.Scatter(x=[r[cost] for r in rejected], y=[0.0] * len(rejected), mode="markers",
@@ -94,6 +100,18 @@ def history_figure(rows: list[dict], revision: str = "search") -> go.Figure:
                                                  f"{revision}-history"))
 
 
+def importance_figure(importances: dict[str, float], revision: str = "search") -> go.Figure:
+    """Horizontal bars, the most important setting on top (PED-ANOVA importances, summing to 1)."""
+    names = list(importances)[::-1]
+    bars = go.Bar(x=[importances[n] for n in names], y=names, orientation="h", marker=dict(color=TRAIN_COLOR),
+                  hovertemplate="%{y}: %{x:.0%}<extra></extra>")
+    layout = _layout("Parameter importances (PED-ANOVA, complete trials)", "Importance (all settings: 100 %)", "",
+                     f"{revision}-importance", height=max(220, 60 + 22 * len(names)))
+    layout["yaxis"] = dict(automargin=True)
+    layout["xaxis"]["tickformat"] = ".0%"
+    return go.Figure(data=[bars], layout=layout)
+
+
 def counts(rows: list[dict]) -> dict[str, int]:
     """Trials per state, every state present (0 when none)."""
     out = dict.fromkeys(STATES, 0)
@@ -107,6 +125,8 @@ def trials_table(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame([{k: r.get(k) for k in TABLE_COLUMNS} for r in rows], columns=list(TABLE_COLUMNS))
     for column in ("val_accuracy", "test_accuracy"):
         table[column] = pd.to_numeric(table[column], errors="coerce") * 100
+    for column in ("baseline", "rejected"):  # blank, not "None", where a trial has none
+        table[column] = table[column].fillna("")
     table = table.sort_values("number", ascending=False, ignore_index=True)
     return table.rename(columns=TABLE_COLUMNS)
 
@@ -115,7 +135,8 @@ def trial_label(row: dict) -> str:
     """'trial 3 · val 41.2% · 12,345 params' for a picker."""
     accuracy = f"val {row['val_accuracy']:.1%}" if row.get("val_accuracy") is not None else row["state"]
     params = f" · {row['params']:,} params" if row.get("params") is not None else ""
-    return f"trial {row['number']} · {accuracy}{params}"
+    baseline = f" · {row['baseline']} (baseline)" if row.get("baseline") else ""
+    return f"trial {row['number']} · {accuracy}{params}{baseline}"
 
 
 __all__ = ["pareto_figure", "history_figure", "best_so_far", "counts", "trials_table", "trial_label", "STATES"]

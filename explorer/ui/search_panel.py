@@ -24,7 +24,15 @@ from explorer.engine.recipes import RECIPES
 from explorer.errors import ConfigError, ExplorerError
 from explorer.search import control
 from explorer.search.space import load_space, space_around
-from explorer.search.study import create_search, default_storage, load_search, make_settings, rows
+from explorer.search.study import (
+    MIN_FOR_IMPORTANCE,
+    create_search,
+    default_storage,
+    load_search,
+    make_settings,
+    param_importances,
+    rows,
+)
 from explorer.store import settings
 from explorer.store.runner import RunSpec
 from explorer.ui import navigation, search_charts, train_panel
@@ -42,14 +50,16 @@ PICK, NAME, SOURCE, FOLDER, SYNTHETIC_SIZE = "search.pick", "search.name", "sear
 PER_TRIAL, TRIAL_SECONDS, TRIAL_EPOCHS = "search.per_trial", "search.trial_seconds", "search.trial_epochs"
 OBJECTIVE, FLOPS_BUDGET, SPACE, WORKERS, TRIALS = "search.objectives", "search.flops_budget", "search.space", \
     "search.workers", "search.trials"
-TRIAL, LONGER_EPOCHS = "search.trial", "search.longer_epochs"
+TRIAL, LONGER_EPOCHS, BASELINE = "search.trial", "search.longer_epochs", "search.baseline"
+STORAGE, WATCH_URL, WATCH_NAME = "search.storage", "search.watch_url", "search.watch_name"
 ERROR, SWITCH, SPACE_FROM = "search.error", "search.switch_to", "search.space_from"
 # Widgets of a page not in view lose their state; their values are kept under KEEP + key between visits.
 WIDGETS = (PICK, TRIAL, NAME, SOURCE, FOLDER, SYNTHETIC_SIZE, PER_TRIAL, TRIAL_SECONDS, TRIAL_EPOCHS, OBJECTIVE,
-           FLOPS_BUDGET, SPACE, WORKERS, TRIALS, LONGER_EPOCHS)
+           FLOPS_BUDGET, SPACE, WORKERS, TRIALS, LONGER_EPOCHS, BASELINE, STORAGE)
 KEEP = "search.keep."
 DEFAULTS = {SOURCE: SYNTHETIC, FOLDER: "", SYNTHETIC_SIZE: 2000, PER_TRIAL: "seconds per trial", TRIAL_SECONDS: 60.0,
-            TRIAL_EPOCHS: 2, OBJECTIVE: "accuracy", FLOPS_BUDGET: 0.0, WORKERS: 2, TRIALS: 20, NAME: ""}
+            TRIAL_EPOCHS: 2, OBJECTIVE: "accuracy", FLOPS_BUDGET: 0.0, WORKERS: 2, TRIALS: 20, NAME: "", BASELINE: True,
+            STORAGE: ""}
 
 
 def _dirs() -> tuple[Any, Any]:
@@ -113,10 +123,17 @@ def create_and_start(state: MutableMapping[str, Any], budget: int) -> str:
     settings.check_app_source(source)
     by_time = state[PER_TRIAL] == "seconds per trial"
     flops_budget = float(state[FLOPS_BUDGET]) or None
+    database = str(state[STORAGE]).strip()
+    # A database search's trials upload their checkpoints beside its pointer (point other machines' workers at
+    # a shared folder with `search create --artifacts` from the CLI).
+    artifacts = str(control.search_dir(name, runs_dir) / "artifacts") if database else None
     study_settings = make_settings(space, source, float(state[TRIAL_SECONDS]) if by_time else None,
                                    None if by_time else int(state[TRIAL_EPOCHS]), budget, flops_budget,
-                                   state[OBJECTIVE], data_dir=data_dir)
-    create_search(name, default_storage(name, runs_dir), study_settings)
+                                   state[OBJECTIVE], data_dir=data_dir, artifacts=artifacts)
+    baseline = state.get(SPACE_FROM) if state[BASELINE] else None
+    create_search(name, database or default_storage(name, runs_dir), study_settings, baseline)
+    if database:
+        control.link_storage(name, database, runs_dir)
     control.start(name, *_run_options(state), runs_dir=runs_dir, data_dir=data_dir)
     state[PICK] = name
     return name
@@ -223,6 +240,9 @@ def _space_editor(selection: Selection) -> None:
     button.button(f"Reset around {preset}", key="search.reset_space", on_click=_on_reset_space, args=(preset,),
                   width="stretch")
     st.text_area("Search space", key=SPACE, height=320, label_visibility="collapsed")
+    st.checkbox(f"Train {st.session_state.get(SPACE_FROM, preset)} first, as trial 0 (a baseline)", key=BASELINE,
+                help="The preset the space was built around, trained under the same rules as every trial, so the "
+                     "search's results can be read against it.")
 
 
 def _new_search(selection: Selection) -> None:
@@ -230,6 +250,10 @@ def _new_search(selection: Selection) -> None:
     left, right = st.columns([1, 2])
     with left:
         st.text_input("Search name", key=NAME, max_chars=80, placeholder="search-<date>-<time>")
+        st.text_input("Storage (empty: a journal file in the runs folder)", key=STORAGE,
+                      placeholder="postgresql+psycopg://user@host/db",
+                      help="A database lets workers on other machines join: they run the command this page shows, "
+                           "with the same URL.")
         _data_picker()
         _trial_settings()
     with right:
@@ -284,7 +308,7 @@ def _metrics(trial_rows: list[dict]) -> None:
 def live_view(name: str) -> list[dict] | None:
     """Counts, Pareto fronts, history and the trials table of `name`; its rows (None when it cannot be read)."""
     try:
-        study, study_settings = load_search(name, default_storage(name, _dirs()[0]))
+        study, study_settings = load_search(name, control.storage_of(name, _dirs()[0]))
         trial_rows = rows(study)
     except ExplorerError as err:
         st.error(str(err))
@@ -297,8 +321,17 @@ def live_view(name: str) -> list[dict] | None:
     right.plotly_chart(search_charts.pareto_figure(trial_rows, "flops", study_settings.get("flops_budget"),
                                                    revision=name),
                        key="search.chart.flops", config={"displayModeBar": False})
-    st.plotly_chart(search_charts.history_figure(trial_rows, revision=name), key="search.chart.history",
-                    config={"displayModeBar": False})
+    history, importance = st.columns(2)
+    history.plotly_chart(search_charts.history_figure(trial_rows, revision=name), key="search.chart.history",
+                         config={"displayModeBar": False})
+    complete = sum(r["state"] == "complete" for r in trial_rows)
+    importances = _importances(name, complete)
+    if importances:
+        importance.plotly_chart(search_charts.importance_figure(importances, revision=name),
+                                key="search.chart.importance", config={"displayModeBar": False})
+    else:
+        importance.caption(f"Parameter importances appear once {MIN_FOR_IMPORTANCE} trials are complete "
+                           f"(now {complete}).")
     st.dataframe(search_charts.trials_table(trial_rows), hide_index=True, key="search.table",
                  column_config={"Params": st.column_config.NumberColumn(format="localized"),
                                 "FLOPs": st.column_config.NumberColumn(format="localized"),
@@ -306,6 +339,16 @@ def live_view(name: str) -> list[dict] | None:
                                 "Test accuracy": st.column_config.NumberColumn(format="%.1f %%"),
                                 "Seconds": st.column_config.NumberColumn(format="%.1f")})
     return trial_rows
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _importances(name: str, complete: int) -> dict[str, float]:
+    """fANOVA importances, computed again only when another trial completes (`complete` is the cache key)."""
+    try:
+        study, _ = load_search(name, control.storage_of(name, _dirs()[0]))
+    except ExplorerError:
+        return {}
+    return param_importances(study)
 
 
 def _live_section(name: str, running: bool) -> None:
@@ -320,7 +363,7 @@ def _live_section(name: str, running: bool) -> None:
 def _trial_actions(name: str) -> None:
     """Open a complete trial's network in the sidebar, or train it longer as a normal run."""
     try:
-        study, study_settings = load_search(name, default_storage(name, _dirs()[0]))
+        study, study_settings = load_search(name, control.storage_of(name, _dirs()[0]))
     except ExplorerError:
         return  # the live view says why
     done = sorted((r for r in rows(study) if r["state"] == "complete" and r.get("config")),
@@ -355,8 +398,37 @@ def _picker() -> str | None:
         # A reload or a restarted server: re-attach to a search that still runs.
         state[PICK] = next(iter(control.running_searches(runs_dir)), NEW)
     st.selectbox("Search", [NEW, *names], key=PICK,
-                 help=f"Searches on the default journal under {runs_dir}/searches/.")
+                 help=f"Searches under {runs_dir}/searches/: journal files, and database searches this page "
+                      f"created or watches.")
+    if state[PICK] == NEW:
+        _watch_form()
     return None if state[PICK] == NEW else state[PICK]
+
+
+def watch(state: MutableMapping[str, Any]) -> str:
+    """Link a search that lives in a database (created from the CLI or another machine) so the page lists it."""
+    name, url = control.check_name(state[WATCH_NAME]), str(state[WATCH_URL]).strip()
+    load_search(name, url)  # ConfigError: no such search there, or the database cannot be reached
+    control.link_storage(name, url, _dirs()[0])
+    state[PICK] = name
+    return name
+
+
+def _on_watch() -> None:
+    state = st.session_state
+    state.pop(ERROR, None)
+    try:
+        watch(state)
+    except ExplorerError as err:
+        state[ERROR] = str(err)
+
+
+def _watch_form() -> None:
+    with st.expander("Watch a search in a database (workers on many machines)"):
+        url, name, button = st.columns([3, 1.5, 1], vertical_alignment="bottom")
+        url.text_input("Storage URL", key=WATCH_URL, placeholder="postgresql+psycopg://user@host/db")
+        name.text_input("Name of the search", key=WATCH_NAME)
+        button.button("Watch", key="search.watch", on_click=_on_watch, width="stretch")
 
 
 def render(selection: Selection) -> None:

@@ -1,0 +1,99 @@
+"""The Search page in headless Chromium: a user starts a two-worker search and watches the Pareto chart fill
+while it runs, then opens the best trial in Architecture."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from browser_helpers import BROWSER_MARKS, IDLE, artifacts_path, go_to, opened_page, running_app
+
+pytestmark = BROWSER_MARKS
+
+# Tiny nets, one epoch each on 200 synthetic images: trials of a few seconds, all under the budget.
+TINY = {"recipe": "fast",
+        "arch": {"depth": {"low": 1, "high": 2}, "width": {"low": 4, "high": 8}, "pool": "max", "head": "avgpool"},
+        "train": {"lr": {"low": 0.01, "high": 0.1, "log": True}, "batch_size": 32, "augment": [],
+                  "tta_flip": False}}
+TRIALS = 8
+
+
+@pytest.fixture
+def page(tmp_path):
+    with running_app(tmp_path / "runs", tmp_path) as url, opened_page(url, height=1400) as page:
+        yield page
+
+
+def _points(page, trace: str) -> int:
+    """Points of `trace` in the Pareto chart against parameters (0 before the chart is drawn)."""
+    return page.evaluate(
+        "(trace) => { const p = [...document.querySelectorAll('.js-plotly-plot')].find(el => el.layout && "
+        "el.layout.title && (el.layout.title.text || '').replace(/<[^>]*>/g, '') === "
+        "'Validation accuracy vs parameters'); const t = p && p.data.find(d => d.name === trace);"
+        " return t ? t.x.length : 0; }", trace)
+
+
+def _metric(page, label: str) -> int:
+    card = page.locator("[data-testid='stMetric']").filter(has_text=label).first
+    return int(card.locator("[data-testid='stMetricValue']").inner_text())
+
+
+def _running(page) -> bool:
+    return page.get_by_text("running (pid").count() > 0
+
+
+def _fill(page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Tab" if label == "Search space" else "Enter")
+    page.wait_for_timeout(200)
+    page.wait_for_selector(IDLE)
+
+
+def test_a_two_worker_search_fills_the_pareto_chart_live_then_opens_in_architecture(page):
+    main = go_to(page, "Search")
+    _fill(page, "Search name", "live")
+    _fill(page, "Synthetic training images", "200")
+    page.get_by_text("epochs per trial").click()
+    page.wait_for_selector(IDLE)
+    _fill(page, "Epochs per trial", "1")
+    _fill(page, "Search space", json.dumps(TINY))
+    page.get_by_text("first, as trial 0").click()  # no baseline: the fast preset would take most of the test
+    page.wait_for_selector(IDLE)
+    _fill(page, "Worker processes", "2")
+    _fill(page, "Trials (for the whole search; 0: until stopped)", str(TRIALS))
+    assert main.locator("[data-testid='stAlert']").count() == 0
+    page.get_by_role("button", name="Start search").click()
+    page.get_by_text("running (pid").wait_for(timeout=60_000)
+
+    seen_while_running: list[int] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        points, running = _points(page, "trials"), _running(page)
+        if running and points:
+            seen_while_running.append(points)
+        if not running and points:
+            break
+        time.sleep(0.25)
+    page.wait_for_selector(IDLE)
+    # The chart filled in steps while the workers ran (the fragment re-reads the journal), then held every trial.
+    assert seen_while_running and min(seen_while_running) < TRIALS, seen_while_running
+    assert len(set(seen_while_running)) >= 2, seen_while_running
+    counted = {state: _metric(page, state) for state in ("Complete", "Pruned", "Rejected", "Failed")}
+    # Workers mid-trial when the count is reached finish theirs: up to one more with two workers.
+    assert TRIALS <= counted["Complete"] + counted["Pruned"] <= TRIALS + 1
+    assert counted["Rejected"] == counted["Failed"] == 0
+    assert _points(page, "trials") == counted["Complete"] and _points(page, "Pareto front") >= 1
+    assert page.get_by_role("button", name="Continue search").is_enabled()
+    assert page.locator(".js-plotly-plot").filter(has_text="Parameter importances").count() == 1
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts_path() / "search.png"), full_page=True)
+
+    # The best trial (first in the picker) into the sidebar: the Architecture page shows its parameters.
+    page.get_by_role("button", name="Open in Architecture").click()
+    page.locator("[data-testid='stTopNavLink'][aria-current='page']").filter(has_text="Architecture").wait_for()
+    page.wait_for_selector(IDLE)
+    params = page.locator("[data-testid='stMetric']").filter(has_text="Parameters").first
+    value = int(params.locator("[data-testid='stMetricValue']").inner_text().replace(",", ""))
+    assert value < 5_000  # 1-2 blocks of 4-8 channels, not the default preset's 164,310
