@@ -15,6 +15,15 @@ import numpy as np
 import streamlit as st
 
 from explorer.errors import ExplorerError
+from explorer.inspect.export import (  # architecture_line: the panel's design line, shared with the model card
+    MEDIA_TYPES,
+    SUFFIXES,
+    ExportResult,
+    architecture_line,
+    check_images,
+    export_model,
+    run_record_for,
+)
 from explorer.store import settings
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, find_checkpoints, load_checkpoint
 from explorer.store.runs import RECORD_NAME, list_runs
@@ -30,6 +39,9 @@ TTA = "ckpt.tta"
 RESULT = "ckpt.result"
 RESUME_EPOCHS = "ckpt.resume_epochs"
 RESUME_MESSAGE = "ckpt.resume_message"
+EXPORT_FORMAT = "ckpt.export_format"
+EXPORTED = "ckpt.exported"  # (checkpoint identity, format) pairs built in this session: their downloads stay shown
+EXPORT_LABELS = {"onnx": "ONNX", "torchscript": "TorchScript"}
 OTHER_SOURCE = "other…"
 KINDS = ("Saved checkpoint", "Upload a file")
 GALLERY_SIZE = 24
@@ -55,7 +67,7 @@ def _checkpoint_label(path: Path, record: dict) -> str:
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _load_saved(path: str, mtime_ns: int) -> LoadedCheckpoint:  # mtime_ns: a re-saved file is reloaded
+def load_saved(path: str, mtime_ns: int) -> LoadedCheckpoint:  # mtime_ns: a re-saved file is reloaded
     return load_checkpoint(path, device="cpu")
 
 
@@ -83,7 +95,7 @@ def _pick_checkpoint() -> tuple[LoadedCheckpoint | None, str | None]:
         st.session_state[SAVED] = next(iter(options))
     path = st.selectbox("Saved checkpoint", list(options), key=SAVED, format_func=options.get)
     mtime = Path(path).stat().st_mtime_ns if Path(path).exists() else 0
-    return _load_or_error(lambda: _load_saved(path, mtime)), f"{path}@{mtime}"
+    return _load_or_error(lambda: load_saved(path, mtime)), f"{path}@{mtime}"
 
 
 def _load_or_error(load) -> LoadedCheckpoint | None:
@@ -117,22 +129,6 @@ def _describe(loaded: LoadedCheckpoint) -> None:
         st.json({"arch": meta["arch"], "train": meta.get("train"), "normalization": meta["normalization"],
                  "metrics": meta.get("metrics"), "versions": meta.get("versions"),
                  "format_version": meta["format_version"]}, expanded=False)
-
-
-def architecture_line(arch: dict) -> str:
-    """One line a person can read: 'conv 32 (5×5 valid, max-pool) → 64 (…) · head flatten · fc 120, 84 · …'."""
-    blocks = []
-    for block in arch["conv"]:
-        details = [f"{block['kernel']}×{block['kernel']} {block['padding']}"]
-        details += [f"stride {block['stride']}"] if block["stride"] != 1 else []
-        details += [f"{block['pool']}-pool"] if block["pool"] != "none" else []
-        details += ["residual"] if block["residual"] else []
-        blocks.append(f"{block['out_channels']} ({', '.join(details)})")
-    parts = ["conv " + " → ".join(blocks), f"head {arch['head']}",
-             f"fc {', '.join(map(str, arch['fc']))}" if arch["fc"] else "no hidden fc", arch["activation"]]
-    parts += ["BatchNorm"] if arch["batchnorm"] else []
-    parts += [f"dropout {arch['dropout']}" + (" (conv too)" if arch["dropout_conv"] else "")] if arch["dropout"] else []
-    return " · ".join(parts)
 
 
 def _pct(value: float | None) -> str:
@@ -240,6 +236,65 @@ def _gallery(evaluation, images: list[np.ndarray]) -> None:
         columns[i % 8].image(picture, caption=caption, width=96)
 
 
+# ----------------------------------------------------------------------------------------------- exporting
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _build_export(identity: str, fmt: str, _loaded: LoadedCheckpoint) -> ExportResult:
+    """The checked export of one checkpoint in one format (identity: path@mtime or the upload's hash)."""
+    from explorer.ui.train_panel import cached_dataset  # checks the source against the allowed data roots
+
+    images = check_images(_loaded, settings.default_data_dir(), load=cached_dataset)
+    source = str(_loaded.path) if _loaded.path else "an uploaded checkpoint"
+    return export_model(_loaded, fmt, images, export_file_name(_loaded, fmt), run_record_for(_loaded.path), source)
+
+
+def export_file_name(loaded: LoadedCheckpoint, fmt: str) -> str:
+    """`<run id>.onnx` for a run's checkpoint, `<file stem>.onnx` for a loose one: downloads keep their origin."""
+    base = str(loaded.meta.get("run_id") or (loaded.path.name.split(".")[0] if loaded.path else "model"))
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in base).strip("-") or "model"
+    return safe + SUFFIXES[fmt]
+
+
+def _export_section(loaded: LoadedCheckpoint, identity: str) -> None:
+    st.subheader("Export")
+    left, right = st.columns([1, 2])
+    fmt = left.radio("Format", list(EXPORT_LABELS), key=EXPORT_FORMAT, format_func=EXPORT_LABELS.get,
+                     horizontal=True, help="ONNX runs in onnxruntime, browsers and most deployment tools; "
+                                           "TorchScript needs PyTorch.")
+    label = EXPORT_LABELS[fmt]
+    right.caption("The exported model takes float pixels in [0, 1] and does the normalization itself; it is "
+                  "checked against this checkpoint on 64 test images before it is offered, with a model card.")
+    built = st.session_state.setdefault(EXPORTED, [])
+    if [identity, fmt] not in built and st.button(f"Build {label} export", key="ckpt.export"):
+        try:
+            with st.spinner(f"Exporting to {label} and checking it…"):
+                _build_export(identity, fmt, loaded)
+        except ExplorerError as err:
+            st.error(f"Cannot export to {label}: {err}")
+        else:
+            built.append([identity, fmt])
+            st.rerun()  # redraw with the downloads in place of the build button
+    if [identity, fmt] in built:
+        _export_downloads(loaded, identity, fmt)
+
+
+def _export_downloads(loaded: LoadedCheckpoint, identity: str, fmt: str) -> None:
+    try:
+        result = _build_export(identity, fmt, loaded)  # cached: rebuilt only if it was evicted
+    except ExplorerError as err:
+        st.error(f"Cannot export to {EXPORT_LABELS[fmt]}: {err}")
+        return
+    check = result.check
+    st.caption(f"Checked on {check.description}: same top class on {check.agree}/{check.images}, "
+               f"max |Δlogit| {check.max_abs_diff:.2g}; batch sizes {', '.join(map(str, check.batch_sizes))} ran.")
+    left, right, _ = st.columns([1, 1, 2])
+    left.download_button(f"Download {EXPORT_LABELS[fmt]} ({len(result.data) / 1024:,.0f} KiB)", result.data,
+                         result.file_name, MEDIA_TYPES[fmt], key="ckpt.download_model", on_click="ignore")
+    right.download_button("Download model card", result.card, result.card_name, "text/markdown",
+                          key="ckpt.download_card", on_click="ignore")
+
+
 # ----------------------------------------------------------------------------------------------- resuming
 
 
@@ -299,4 +354,5 @@ def render() -> None:
         return
     _describe(loaded)
     _evaluate_section(loaded, identity)
+    _export_section(loaded, identity)
     _resume_section(loaded)
