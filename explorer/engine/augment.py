@@ -16,6 +16,12 @@ def normalization(dataset: Dataset, mode: str) -> tuple[list[float], list[float]
     return list(dataset.mean), list(dataset.std)
 
 
+def flip_and_padding(augment: tuple[str, ...], crop_padding: int) -> tuple[bool, int]:
+    """(flip, crop padding) as the trainer applies a TrainConfig's `augment` and `crop_padding`: the padding
+    counts only while "crop" is among the augmentations."""
+    return "flip" in augment, crop_padding if "crop" in augment else 0
+
+
 def augment_batch(x: torch.Tensor, flip: bool, crop_padding: int, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
     """Per-sample random horizontal flip and random crop (zero padding + random offsets) of a B x C x H x W batch.

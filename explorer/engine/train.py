@@ -39,7 +39,7 @@ from torch import nn
 from explorer.arch.config import ArchConfig
 from explorer.arch.cost import model_cost
 from explorer.arch.model import Net, build_model
-from explorer.engine.augment import augment_batch, normalization
+from explorer.engine.augment import augment_batch, flip_and_padding, normalization
 from explorer.engine.config import TrainConfig
 from explorer.engine.dataset import Dataset
 from explorer.engine.device import resolve_device
@@ -212,7 +212,7 @@ class _Session:
         self.test_y = dataset.test_y.to(self.device)
         self.order_gen = torch.Generator().manual_seed(cfg.seed)
         self.augment_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.flip, self.pad = "flip" in cfg.augment, cfg.crop_padding if "crop" in cfg.augment else 0
+        self.flip, self.pad = flip_and_padding(cfg.augment, cfg.crop_padding)
         self.autocast = self._autocast()
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
         self.steps_per_epoch = batch_count(len(self.train_y), cfg.batch_size)

@@ -9,7 +9,7 @@ from explorer.arch.config import ArchConfig
 from explorer.arch.cost import LayerCost, ModelCost, model_cost
 from explorer.arch.summary import SummaryTable, torchinfo_summary
 from explorer.errors import ConfigError
-from explorer.ui import arch_charts
+from explorer.ui import arch_charts, arch_diagram
 from explorer.ui.arch_charts import budget_color
 from explorer.ui.charts import OK_COLOR, OVER_COLOR, WARN_COLOR
 from explorer.ui.format import human, human_bytes
@@ -144,6 +144,14 @@ def _conventions(cost: ModelCost, summary: SummaryTable | None) -> None:
 """)
 
 
+def _diagram(cost: ModelCost) -> None:
+    """The network as boxes sized by their output (explorer.ui.arch_diagram): an SVG image, cheap to redraw."""
+    st.html(arch_diagram.diagram_html(cost, dark=st.context.theme.type == "dark"))
+    st.caption("Each box is a layer's output (a conv box includes its BatchNorm and activation): height = H, "
+               "depth = W, width = log₂ channels; under it the output shape and the parameters. Dashed arcs are "
+               "residual skips, added where the circle is.")
+
+
 def _layer_section(cost: ModelCost, cfg: ArchConfig) -> None:
     st.subheader("Where the parameters and the FLOPs go")
     params, flops = st.columns(2)
@@ -204,6 +212,7 @@ def render(selection: Selection) -> None:
         else:
             st.success(f"Within budget: {cost.remaining:,} parameters to spare ({cost.params / cost.budget:.0%} used).")
         _op_detail(cost)
+    _diagram(cost)
     _layer_section(cost, selection.cfg)
     summary = _summary_section(selection.cfg, selection)
     _conventions(cost, summary)

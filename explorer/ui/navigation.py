@@ -19,8 +19,10 @@ PAGES_DIR = "explorer/ui/pages"  # relative to streamlit_app.py
 # (script, title, icon, url_path); the first is the default page, at the root URL.
 PAGES = (
     ("architecture.py", "Architecture", ":material/memory:", "architecture"),
+    ("data.py", "Data", ":material/photo_library:", "data"),
     ("train.py", "Train", ":material/model_training:", "train"),
     ("checkpoints.py", "Checkpoints", ":material/save:", "checkpoints"),
+    ("inspect.py", "Inside a net", ":material/visibility:", "inspect"),
     ("runs.py", "Runs", ":material/table_chart:", "runs"),
     ("search.py", "Search", ":material/travel_explore:", "search"),
 )

@@ -84,7 +84,7 @@ def _on_recipe() -> None:
     keys.load_recipe(st.session_state, st.session_state[keys.RECIPE])
 
 
-def _on_edit() -> None:
+def on_setting_edit() -> None:
     keys.mark_custom(st.session_state)
 
 
@@ -106,7 +106,7 @@ def _on_source() -> None:
 # --- the settings ------------------------------------------------------------------------------------------
 
 
-def _dataset_picker() -> None:
+def dataset_picker() -> None:
     sources = cached_sources()
     usable = [s for s in sources if s["available"]]
     labels = {s["name"]: s["label"] for s in usable} | {keys.FOLDER_CHOICE: "Image folder (enter a path)…"}
@@ -142,13 +142,13 @@ def _setting_widgets() -> None:
         for start in range(0, len(names), SETTINGS_COLUMNS):
             row = names[start:start + SETTINGS_COLUMNS]
             for column, name in zip(st.columns(SETTINGS_COLUMNS), row):
-                widgets.draw(TrainConfig, name, keys.key(name), container=column, on_change=_on_edit)
+                widgets.draw(TrainConfig, name, keys.key(name), container=column, on_change=on_setting_edit)
 
 
 def _settings() -> None:
     left, middle, right = st.columns([2, 1, 1])
     with left:
-        _dataset_picker()
+        dataset_picker()
     middle.selectbox("Recipe", keys.recipe_options(), key=keys.RECIPE, on_change=_on_recipe,
                      help="study: SGD lr 0.001, batch 8, as the study; fast/best: one-cycle, label smoothing, "
                           "flip + crop, flip TTA. Any edit turns this into 'custom'.")
