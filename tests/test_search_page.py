@@ -116,6 +116,47 @@ def test_the_space_starts_around_the_sidebars_preset(app):
     assert not app.error and app.button(key="search.start").disabled is False
 
 
+def _space(app: AppTest) -> dict:
+    return json.loads(app.text_area(key=search_panel.SPACE).value)
+
+
+def test_the_space_widgets_follow_the_schema_and_rewrite_the_json(app):
+    from explorer.ui import space_editor as editor
+
+    space = _space(app)
+    depth = space["arch"]["depth"]
+    assert app.selectbox(key=editor.key("arch", "depth", "mode")).value == "range"
+    low = app.number_input(key=editor.key("arch", "depth", "low"))
+    assert (low.value, low.min, low.max) == (depth["low"], 1, 8)  # the schema's limits for depth
+    assert app.multiselect(key=editor.key("train", "augment", "choices")).options == [
+        "horizontal flip + random crop", "horizontal flip", "random crop", "none"]  # every combination
+    # A widget edit rewrites the JSON; "not searched" drops the entry; a typed list of numbers is read.
+    app.number_input(key=editor.key("arch", "depth", "high")).set_value(depth["low"]).run()
+    app.selectbox(key=editor.key("arch", "dropout", "mode")).set_value("not searched").run()
+    app.text_input(key=editor.key("train", "batch_size", "typed")).set_value("64, 128").run()
+    space = _space(app)
+    assert space["arch"]["depth"] == {"low": depth["low"], "high": depth["low"]}
+    assert "dropout" not in space["arch"] and space["train"]["batch_size"] == {"choices": [64, 128]}
+    # Any other schema field can be added, fixed at the recipe's value.
+    app.selectbox(key=editor.ADD).set_value("train.momentum").run()
+    assert _space(app)["train"]["momentum"] == 0.9 and not app.error
+    assert app.selectbox(key=editor.key("train", "momentum", "mode")).value == "fixed"
+    # A typed value that is not a number: the field is named, the JSON keeps its last good state.
+    app.text_input(key=editor.key("train", "batch_size", "typed")).set_value("64, lots").run()
+    assert any("space train.batch_size: cannot read" in e.value for e in app.error)
+    assert _space(app)["train"]["batch_size"] == {"choices": [64, 128]}
+
+
+def test_an_edited_json_space_reseeds_the_widgets(app):
+    from explorer.ui import space_editor as editor
+
+    app.text_area(key=search_panel.SPACE).set_value(json.dumps(TINY)).run()
+    assert app.number_input(key=editor.key("arch", "width", "high")).value == 8
+    assert app.text_input(key=editor.key("arch", "pool", "value")).value == '"max"'
+    assert app.selectbox(key=editor.key("train", "lr", "mode")).value == "range"
+    assert app.checkbox(key=editor.key("train", "lr", "log")).value is True
+
+
 def test_start_on_the_page_runs_the_search_then_open_and_train_longer(app, runs_dir):
     app.text_input(key=search_panel.NAME).set_value("page1")
     app.text_area(key=search_panel.SPACE).set_value(json.dumps(TINY))

@@ -56,6 +56,11 @@ def _train_specs() -> dict[str, Spec]:
     return {s.name: s for s in schema.specs(TrainConfig) if s.name not in TRAIN_FIXED_BY_SEARCH}
 
 
+def section_specs(section: str) -> dict[str, Spec]:
+    """The settings a space's `arch` or `train` section may hold, by name, with their declarations."""
+    return _arch_specs() if section == "arch" else _train_specs()
+
+
 # ------------------------------------------------------------------------------------------- checking
 
 
@@ -286,4 +291,4 @@ def space_around(preset: str, recipe: str | None = None) -> dict:
 
 
 __all__ = ["check_space", "load_space", "sample", "sample_arch", "sample_train", "space_around", "check_entry",
-           "design_params"]
+           "design_params", "section_specs"]

@@ -20,7 +20,7 @@ import streamlit as st
 from explorer.arch.config import ArchConfig
 from explorer.arch.presets import PRESETS
 from explorer.engine.config import TrainConfig
-from explorer.engine.recipes import RECIPES
+from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import ConfigError, ExplorerError
 from explorer.search import control
 from explorer.search.space import load_space, space_around
@@ -35,7 +35,7 @@ from explorer.search.study import (
 )
 from explorer.store import settings
 from explorer.store.runner import RunSpec
-from explorer.ui import navigation, search_charts, train_panel
+from explorer.ui import navigation, search_charts, space_editor, train_panel
 from explorer.ui import state as arch_keys
 from explorer.ui.state import Selection
 
@@ -52,6 +52,7 @@ OBJECTIVE, FLOPS_BUDGET, SPACE, WORKERS, TRIALS = "search.objectives", "search.f
     "search.workers", "search.trials"
 TRIAL, LONGER_EPOCHS, BASELINE = "search.trial", "search.longer_epochs", "search.baseline"
 STORAGE, WATCH_URL, WATCH_NAME = "search.storage", "search.watch_url", "search.watch_name"
+SPACE_FILE, SPACE_WIDGET_ERROR = "search.space_file", "search.space_widget_error"
 ERROR, SWITCH, SPACE_FROM = "search.error", "search.switch_to", "search.space_from"
 # Widgets of a page not in view lose their state; their values are kept under KEEP + key between visits.
 WIDGETS = (PICK, TRIAL, NAME, SOURCE, FOLDER, SYNTHETIC_SIZE, PER_TRIAL, TRIAL_SECONDS, TRIAL_EPOCHS, OBJECTIVE,
@@ -232,15 +233,39 @@ def _trial_settings() -> None:
     st.number_input("FLOPs budget per image (0: none)", 0.0, 1e13, step=1e6, format="%g", key=FLOPS_BUDGET)
 
 
+def _space_defaults(state: MutableMapping[str, Any]) -> dict:
+    """Values a setting added to the space starts from: the preset's network, the space's recipe."""
+    preset = PRESETS[state.get(SPACE_FROM, DEFAULT_PRESET)]
+    arch = preset.to_dict() | {"depth": len(preset.conv), "widths": [b.out_channels for b in preset.conv],
+                               "fc_layers": len(preset.fc)}
+    try:
+        recipe = json.loads(state[SPACE]).get("recipe", DEFAULT_RECIPE)
+    except (ValueError, AttributeError):
+        recipe = DEFAULT_RECIPE
+    return arch | RECIPES.get(recipe, RECIPES[DEFAULT_RECIPE]).to_dict()
+
+
+def _on_load_space() -> None:
+    upload = st.session_state.get(SPACE_FILE)
+    if upload is not None:
+        st.session_state[SPACE] = upload.getvalue().decode("utf-8", errors="replace")
+
+
 def _space_editor(selection: Selection) -> None:
+    state = st.session_state
     preset = selection.preset if selection.preset in PRESETS else DEFAULT_PRESET
     top, button = st.columns([3, 1])
-    top.caption(f"The space (JSON, docs/search.md): every setting fixed, a range `{{\"low\", \"high\"}}` or "
-                f"`{{\"choices\": [...]}}`. Started around **{st.session_state.get(SPACE_FROM, preset)}**.")
+    top.caption(f"The space, started around **{state.get(SPACE_FROM, preset)}**: each setting fixed, a range or "
+                f"choices, within the limits the settings schema declares (docs/search.md).")
     button.button(f"Reset around {preset}", key="search.reset_space", on_click=_on_reset_space, args=(preset,),
                   width="stretch")
-    st.text_area("Search space", key=SPACE, height=320, label_visibility="collapsed")
-    st.checkbox(f"Train {st.session_state.get(SPACE_FROM, preset)} first, as trial 0 (a baseline)", key=BASELINE,
+    space_editor.render(SPACE, SPACE_WIDGET_ERROR, _space_defaults(state))
+    if SPACE_WIDGET_ERROR in state:
+        st.error(state[SPACE_WIDGET_ERROR])
+    with st.expander("As JSON: edit, paste or load a space file"):
+        st.text_area("Search space", key=SPACE, height=320, label_visibility="collapsed")
+        st.file_uploader("Load a space file (JSON)", type=["json"], key=SPACE_FILE, on_change=_on_load_space)
+    st.checkbox(f"Train {state.get(SPACE_FROM, preset)} first, as trial 0 (a baseline)", key=BASELINE,
                 help="The preset the space was built around, trained under the same rules as every trial, so the "
                      "search's results can be read against it.")
 
