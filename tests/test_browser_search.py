@@ -70,6 +70,7 @@ def test_a_two_worker_search_fills_the_pareto_chart_live_then_opens_in_architect
     assert main.locator("[data-testid='stAlert']").count() == 0
     page.get_by_role("button", name="Start search").click()
     page.get_by_text("running (pid").wait_for(timeout=60_000)
+    assert _points(page, "trials") == 0  # nothing trained yet
 
     seen_while_running: list[int] = []
     deadline = time.monotonic() + 240
@@ -82,9 +83,9 @@ def test_a_two_worker_search_fills_the_pareto_chart_live_then_opens_in_architect
         time.sleep(0.25)
     page.wait_for_selector(IDLE)
     counted = {state: _metric(page, state) for state in ("Complete", "Pruned", "Rejected", "Failed")}
-    # The chart filled while the workers ran (the fragment re-reads the journal), then held every complete trial.
+    # The chart gained points while the workers ran, with no click (the fragment re-reads the journal), then held
+    # every complete trial. (How many refreshes fall inside the run depends on the machine's load.)
     assert seen_while_running, "the chart drew no trial while the search ran"
-    assert len(set(seen_while_running)) >= 2 or min(seen_while_running) < counted["Complete"], seen_while_running
     # Workers mid-trial when the count is reached finish theirs: up to one more with two workers.
     assert TRIALS <= counted["Complete"] + counted["Pruned"] <= TRIALS + 1
     assert counted["Rejected"] == counted["Failed"] == 0
