@@ -87,3 +87,9 @@ def test_the_baseline_is_marked_on_the_pareto_chart_and_in_labels():
     marked = _trace(fig, "baseline preset")
     assert list(marked.x) == [255_267] and list(marked.text) == ["fast"]
     assert search_charts.trial_label(rows[-1]) == "trial 8 · val 65.0% · 255,267 params · fast (baseline)"
+
+
+def test_history_of_one_trial_stays_within_0_and_100_percent():
+    fig = search_charts.history_figure([_row(0, val=0.51, params=1_000)])
+    assert list(fig.layout.yaxis.range) == [0, 1]
+    assert search_charts.history_figure(ROWS).layout.yaxis.range is None  # several values: fitted to them

@@ -96,8 +96,10 @@ def history_figure(rows: list[dict], revision: str = "search") -> go.Figure:
                          name="trial", marker=dict(color=TRAIN_COLOR, size=7),
                          hovertext=[_hover(r) for r in done], hoverinfo="text"),
               go.Scatter(x=numbers, y=best, mode="lines", name="best so far", line=dict(color=TEST_COLOR, shape="hv"))]
-    return go.Figure(data=traces, layout=_layout("Optimization history", "Trial", "Validation accuracy",
-                                                 f"{revision}-history"))
+    layout = _layout("Optimization history", "Trial", "Validation accuracy", f"{revision}-history")
+    if len({r["val_accuracy"] for r in done}) < 2:  # one value: Plotly's autorange would run past 100 %
+        layout["yaxis"]["range"] = [0, 1]
+    return go.Figure(data=traces, layout=layout)
 
 
 def importance_figure(importances: dict[str, float], revision: str = "search") -> go.Figure:
