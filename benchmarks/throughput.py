@@ -14,7 +14,8 @@ explorer.arch.cost), against the matmul ceiling measured in the same run in the 
 (bf16 autocast on CPUs with native bf16, as precision "auto" picks; float32 elsewhere; both are reported).
 Rounds alternate the two
 pipelines and keep each one's best, which damps the noise of a shared machine (the load average is reported).
-Targets on a 2-core CPU: >= 10x at batch 8, >= 4x at batch 128, >= 50 % of the matmul ceiling.
+Targets on a 2-core CPU: >= 10x at batch 8, >= 4x at batch 128, >= 50 % of the matmul ceiling. The `fast` and
+`best` presets are also timed by their own recipes at the recipe's batch (images/s, GFLOP/s, fraction of the ceiling).
 On CUDA it also reports the time of one full epoch (training + evaluation) of the net.
 """
 
@@ -33,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explorer.arch.cost import model_cost  # noqa: E402
 from explorer.arch.model import build_model  # noqa: E402
-from explorer.arch.presets import PRESETS, RECIPES  # noqa: E402
-from explorer.engine.data import load_dataset
-from explorer.engine.dataset import Dataset
+from explorer.arch.presets import PRESETS  # noqa: E402
+from explorer.engine.data import load_dataset  # noqa: E402
+from explorer.engine.dataset import Dataset  # noqa: E402
+from explorer.engine.recipes import RECIPES  # noqa: E402
 from explorer.engine.synthetic import synthetic_images  # noqa: E402
 from explorer.engine.train import autocast_dtype, train  # noqa: E402
 
@@ -43,6 +45,7 @@ NET = "study-bn"
 TARGETS = {"speedup_batch_8": 10.0, "speedup_batch_128": 4.0, "ceiling_fraction": 0.5}
 DEFAULT_FOLDER = os.environ.get("CIFAR10_JPEG", "/tmp/cifar10-jpeg")
 OUR_STEPS = {8: 500, 128: 50}  # batches per timed epoch of our pipeline
+PRESETS_TIMED, PRESET_STEPS = ("fast", "best"), 30  # presets timed at their recipe's batch, batches per epoch
 
 
 def matmul_ceiling(seconds: float = 1.5, n: int = 1024, dtype: torch.dtype = torch.float32) -> float:
@@ -123,6 +126,20 @@ def our_images_per_second(data: Dataset, batch: int, device: str = "cpu") -> flo
     return result.epochs[-1]["images_per_second"]
 
 
+def preset_rates(data: Dataset, ceiling: float) -> dict:
+    """The `fast` and `best` presets trained by their own recipes at the recipe's batch: the second epoch's
+    training images/s over PRESET_STEPS batches, the effective GFLOP/s and its fraction of the matmul ceiling."""
+    out = {}
+    for name in PRESETS_TIMED:
+        cfg = RECIPES[name].replace(epochs=2, tta_flip=False, test_batch_size=500, device="cpu")
+        result = train(PRESETS[name], cfg, subset(data, cfg.batch_size * PRESET_STEPS, 500))
+        rate = result.epochs[-1]["images_per_second"]
+        gflops = rate * 3 * model_cost(PRESETS[name]).flops / 1e9
+        out[name] = {"batch": cfg.batch_size, "images_per_second": rate, "gflops": gflops,
+                     "ceiling_fraction": gflops / ceiling}
+    return out
+
+
 def cuda_epoch_seconds(data: Dataset) -> dict:
     """One full epoch (50,000 images + evaluation) of the net on the GPU, batch 512: the second epoch's time."""
     cfg = RECIPES["fast"].replace(epochs=2, batch_size=512, test_batch_size=2000, device="cuda", tta_flip=False)
@@ -158,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ours": max(ceilings["ours"], matmul_ceiling(dtype=our_dtype))}
     report = _report(results, flops, ceilings, study_name, load_seconds)
     report["our_precision"] = str(our_dtype).removeprefix("torch.")
+    report["presets"] = preset_rates(ours_data, ceilings["ours"])
     if torch.cuda.is_available():
         report["cuda"] = cuda_epoch_seconds(ours_data)
     _print_table(report)
@@ -211,6 +229,9 @@ def _print_table(report: dict) -> None:
               f"{r['ours_ceiling_fraction']:>9.0%}  {r['speedup_bound']:>5.1f}x")
     print("bound: the speedup at 100 % of the float32 matmul ceiling (compute caps the ratio once the study's loader "
           "keeps up)")
+    for name, r in report["presets"].items():
+        print(f"preset {name} (its recipe, batch {r['batch']}): {r['images_per_second']:,.0f} img/s, "
+              f"{r['gflops']:.1f} GFLOP/s, {r['ceiling_fraction']:.0%} of the ceiling")
     if "cuda" in report:
         c = report["cuda"]
         print(f"CUDA ({c['gpu']}): one epoch {c['epoch_seconds']:.2f} s (training {c['train_seconds']:.2f} s, "
