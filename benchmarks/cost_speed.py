@@ -3,6 +3,7 @@ FlopCounterMode and a torchinfo summary, side by side in one run. Prints a table
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -32,6 +33,7 @@ def flop_counter(cfg) -> int:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options; --help says what it is
     torch.set_num_threads(1)
     rows = []
     for name in ("tutorial", "study-bn", "modern", "best"):
