@@ -51,3 +51,15 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 def print_json(obj: object) -> None:
     print(json.dumps(obj))
+
+
+def load_named(path: Path):
+    """load_checkpoint on the CPU without optimizer state; a refusal names the file (the CLI shows one line)."""
+    from explorer.errors import CheckpointError
+    from explorer.store.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(path, device="cpu", with_optimizer=False)
+    except CheckpointError as err:
+        message = str(err)
+        raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None

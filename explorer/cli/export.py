@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.cli.common import print_json
+from explorer.cli.common import load_named, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,10 +31,9 @@ def run_export(args: argparse.Namespace) -> int:
         check_images,
         default_output,
         export_model,
-        load_named,
-        resolve_checkpoint,
         write_export,
     )
+    from explorer.store.runs import resolve_checkpoint
     from explorer.store.settings import default_data_dir
 
     fmt = check_format(args.format)  # a wrong format: one line before anything is loaded

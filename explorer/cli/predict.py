@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from explorer.cli.common import print_json
+from explorer.cli.common import load_named, print_json
 
 
 def _positive(text: str) -> int:
@@ -37,7 +37,7 @@ def run_predict(args: argparse.Namespace) -> int:
     import torch
 
     from explorer.engine.evaluate import predict_logits
-    from explorer.inspect.export import load_named, resolve_checkpoint
+    from explorer.store.runs import resolve_checkpoint
 
 
     path, _ = resolve_checkpoint(args.checkpoint, args.runs_dir)

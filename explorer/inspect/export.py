@@ -33,7 +33,6 @@ from explorer.engine.dataset import Dataset
 from explorer.engine.evaluate import predict_logits
 from explorer.errors import ExplorerError
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, library_versions
-from explorer.store.runs import RECORD_NAME, RunError, read_run
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -314,16 +313,6 @@ def write_export(result: ExportResult, out: str | Path) -> tuple[Path, Path]:
     return model_path, card_path
 
 
-def run_record_for(path: Path | None) -> dict | None:
-    """The run record of the run folder a checkpoint file sits in (None for loose files and uploads)."""
-    if path is None or not (path.parent / RECORD_NAME).is_file():
-        return None
-    try:
-        return read_run(path.parent.name, path.parent.parent)
-    except RunError:
-        return None  # the card is still useful without the record's name and summary
-
-
 def export_versions(fmt: str) -> dict[str, str]:
     """The libraries that made (and checked) the export."""
     from importlib.metadata import PackageNotFoundError, version
@@ -478,42 +467,7 @@ def _versions(now: dict, trained: dict | None) -> list[str]:
     return lines
 
 
-def resolve_checkpoint(target: str, runs_dir: str | Path | None = None) -> tuple[Path, dict | None]:
-    """The checkpoint file `target` names (a .safetensors file, a run folder, or a run id in the runs folder)
-    and the record of the run it belongs to, if any."""
-    from explorer.store.checkpoint import weights_path
-    from explorer.store.runs import run_dir
-    from explorer.store.settings import default_runs_dir
-
-    path = Path(target).expanduser()
-    if path.exists() or "/" in target or target.endswith(".safetensors"):
-        weights = weights_path(path)
-        return weights, run_record_for(weights)
-    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    try:
-        folder = run_dir(target, root)
-    except RunError:
-        raise RunError(f"{target!r} is neither a checkpoint file nor a run id in {root}; `python -m explorer runs` "
-                       "lists the runs there.") from None
-    record = read_run(target, root)
-    if not record.get("checkpoint"):
-        raise RunError(f"run {target} has no checkpoint yet (it saves one after its first epoch).")
-    return folder / record["checkpoint"], record
-
-
-def load_named(path: Path) -> LoadedCheckpoint:
-    """load_checkpoint on the CPU without optimizer state; a refusal names the file (the CLI shows one line)."""
-    from explorer.errors import CheckpointError
-    from explorer.store.checkpoint import load_checkpoint
-
-    try:
-        return load_checkpoint(path, device="cpu", with_optimizer=False)
-    except CheckpointError as err:
-        message = str(err)
-        raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None
-
-
 __all__ = ["FORMATS", "SUFFIXES", "MEDIA_TYPES", "CHECK_IMAGES", "ExportError", "ExportCheck", "ExportResult",
            "CheckImages", "PixelModel", "pixel_model", "check_images", "export_model", "write_export", "model_card",
-           "architecture_line", "run_record_for", "resolve_checkpoint", "load_named", "default_output", "card_name",
+           "architecture_line", "default_output", "card_name",
            "check_format", "export_versions"]

@@ -252,6 +252,37 @@ _CACHE: dict[Path, _Cached] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def run_record_for(path: Path | None) -> dict | None:
+    """The run record of the run folder a checkpoint file sits in (None for loose files and uploads)."""
+    if path is None or not (path.parent / RECORD_NAME).is_file():
+        return None
+    try:
+        return read_run(path.parent.name, path.parent.parent)
+    except RunError:
+        return None  # callers (a model card, a prediction) are still useful without the record
+
+
+def resolve_checkpoint(target: str, runs_dir: str | os.PathLike | None = None) -> tuple[Path, dict | None]:
+    """The checkpoint file `target` names (a .safetensors file, a run folder, or a run id in the runs folder)
+    and the record of the run it belongs to, if any."""
+    from explorer.store.checkpoint import weights_path
+
+    path = Path(target).expanduser()
+    if path.exists() or "/" in target or target.endswith(".safetensors"):
+        weights = weights_path(path)
+        return weights, run_record_for(weights)
+    root = _root(runs_dir)
+    try:
+        folder = run_dir(target, root)
+    except RunError:
+        raise RunError(f"{target!r} is neither a checkpoint file nor a run id in {root}; `python -m explorer runs` "
+                       "lists the runs there.") from None
+    record = read_run(target, root)
+    if not record.get("checkpoint"):
+        raise RunError(f"run {target} has no checkpoint yet (it saves one after its first epoch).")
+    return folder / record["checkpoint"], record
+
+
 def list_runs(runs_dir: str | os.PathLike | None = None, check_events: bool = True) -> list[dict]:
     """Every run, newest first, each as read_run gives it. Unreadable runs come back with status "unreadable"
     and a message; only files that changed since the last call are read again. `check_events` also scans each
@@ -499,4 +530,4 @@ __all__ = ["RunError", "RECORD_VERSION", "RECORD_NAME", "EVENTS_NAME", "RUNS_DIR
            "check_run_id", "run_dir", "read_run", "parse_record", "list_runs", "active_runs", "read_events",
            "read_history", "run_curves", "runs_table", "table_row", "filter_runs", "pareto_frontier", "metrics_csv",
            "curves_csv", "flatten_config", "config_diff", "rename_run", "delete_run", "effective_status",
-           "owner_alive", "this_process", "TABLE_COLUMNS", "CURVE_COLUMNS"]
+           "owner_alive", "this_process", "run_record_for", "resolve_checkpoint", "TABLE_COLUMNS", "CURVE_COLUMNS"]

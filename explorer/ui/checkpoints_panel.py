@@ -22,11 +22,10 @@ from explorer.inspect.export import (  # architecture_line: the panel's design l
     architecture_line,
     check_images,
     export_model,
-    run_record_for,
 )
 from explorer.store import settings
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, find_checkpoints, load_checkpoint
-from explorer.store.runs import RECORD_NAME, list_runs
+from explorer.store.runs import RECORD_NAME, list_runs, run_record_for
 from explorer.ui import eval_charts
 from explorer.ui.format import human
 
