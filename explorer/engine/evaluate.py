@@ -22,7 +22,8 @@ def default_device() -> torch.device:
     return resolve_device("auto")
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters live (the CPU for a model without any)."""
     first = next(model.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
 
@@ -34,7 +35,7 @@ def predict_logits(model: nn.Module, x_uint8: torch.Tensor, mean: list[float], s
 
     With `tta_flip` the logits are the mean of the image's and its horizontal mirror's (test-time augmentation).
     """
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     scale = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
     shift = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
     was_training = model.training
@@ -206,4 +207,4 @@ def evaluate_checkpoint(loaded: Any, dataset: Any, batch_size: int = 1000, devic
 
 
 __all__ = ["evaluate_model", "evaluate_checkpoint", "Evaluation", "predict_logits", "confusion_matrix",
-           "per_class_accuracy", "most_confused_pairs", "misclassified_examples", "default_device"]
+           "per_class_accuracy", "most_confused_pairs", "misclassified_examples", "default_device", "model_device"]

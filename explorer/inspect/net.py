@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from explorer.engine.evaluate import model_device, predict_logits
 from explorer.errors import DataError
 
 _FORWARD_LOCK = threading.Lock()  # hooks live on the (shared, cached) module: one hooked pass at a time
@@ -62,11 +63,6 @@ def normalized(pixels: torch.Tensor, mean: list[float], std: list[float], device
     return ((pixels.to(device).float() / 255.0 - m) / s).unsqueeze(0)
 
 
-def _device(model: nn.Module) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
 @contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     was_training = model.training
@@ -100,9 +96,7 @@ def _check_input(model: nn.Module, pixels: torch.Tensor) -> None:
 def probabilities(model: nn.Module, pixels: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
     """Softmax over the classes (float32, CPU) for one image."""
     _check_input(model, pixels)
-    with _eval_mode(model), torch.inference_mode():
-        logits = model(normalized(pixels, mean, std, _device(model)))
-    return logits.float().softmax(dim=1)[0].cpu()
+    return predict_logits(model, pixels.unsqueeze(0), mean, std).softmax(dim=1)[0]
 
 
 def top_k(model: nn.Module, pixels: torch.Tensor, mean: list[float], std: list[float], k: int = 5
@@ -118,7 +112,7 @@ def feature_maps(model: nn.Module, pixels: torch.Tensor, mean: list[float], std:
     """(block name, its output C×H×W on the CPU) for every conv block: after activation, skip, pooling."""
     _check_input(model, pixels)
     with _hooked(model) as outputs, torch.inference_mode():
-        model(normalized(pixels, mean, std, _device(model)))
+        model(normalized(pixels, mean, std, model_device(model)))
     return [(name, out[0].detach().float().cpu()) for name, out in zip(block_names(model), outputs)]
 
 
@@ -144,7 +138,7 @@ def heat_map(model: nn.Module, pixels: torch.Tensor, mean: list[float], std: lis
     num_classes = getattr(model, "num_classes", None)
     if num_classes is not None and not 0 <= int(class_index) < num_classes:
         raise DataError(f"class index {class_index} is not one of the net's {num_classes} classes.")
-    x = normalized(pixels, mean, std, _device(model))
+    x = normalized(pixels, mean, std, model_device(model))
     last = block_names(model)[-1]
     with _hooked(model) as outputs, torch.enable_grad():
         x.requires_grad_(True)
