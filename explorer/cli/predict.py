@@ -39,7 +39,6 @@ def run_predict(args: argparse.Namespace) -> int:
     from explorer.engine.evaluate import predict_logits
     from explorer.store.runs import resolve_checkpoint
 
-
     path, _ = resolve_checkpoint(args.checkpoint, args.runs_dir)
     loaded = load_named(path)
     inputs = [_read_image(Path(name), loaded.input_shape) for name in args.images]  # every file before any output
