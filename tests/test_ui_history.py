@@ -215,6 +215,13 @@ def test_architecture_line_reads_like_the_config() -> None:
     assert architecture_line(SMALL.to_dict()).endswith("head avgpool · no hidden fc · relu")
 
 
+def test_architecture_line_rounds_a_sampled_dropout() -> None:
+    from explorer.ui.checkpoints_panel import architecture_line
+
+    sampled = SMALL.to_dict() | {"dropout": 0.0006800987305932149}
+    assert architecture_line(sampled).endswith("relu · dropout 0.00068")
+
+
 def test_resume_starts_a_run_whose_curves_continue(runs_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("EXPLORER_THREADS", "1")  # the resumed run is a process of its own: keep it light
     from explorer.engine.config import TrainConfig
