@@ -93,6 +93,7 @@ def configs(draw) -> tuple[ArchConfig, tuple[int, int, int], int]:
         dropout=draw(st.sampled_from((0.0, 0.3))),
         dropout_conv=draw(st.booleans()),
         activation=draw(st.sampled_from(ACTIVATIONS)),
+        pool_first=draw(st.booleans()),
         head=draw(st.sampled_from(HEADS)),
     )
     shape = (draw(st.integers(1, 3)), draw(st.integers(4, 40)), draw(st.integers(4, 40)))

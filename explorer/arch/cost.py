@@ -163,17 +163,22 @@ def _pool(name: str, pool: str, out: tuple[int, int, int]) -> LayerCost:
 
 
 def _conv_stage(cfg: ArchConfig, input_shape: tuple[int, int, int]) -> list[LayerCost]:
+    """The conv blocks' rows in the order they run; with pool first, BN and the activation at the pooled shape."""
     rows: list[LayerCost] = []
     for block, shape in zip(cfg.conv, layer_shapes(cfg, input_shape)):
         name = shape.name
         rows.append(_conv(name, shape.in_shape[0], shape.conv_shape, block.kernel))
+        pool_first = cfg.pools_first(block)
+        if pool_first:
+            rows.append(_pool(f"{name}.pool", block.pool, shape.out_shape))
+        after = shape.out_shape if pool_first else shape.conv_shape  # where BN and the activation run
         if cfg.batchnorm:
-            rows.append(_batchnorm(f"{name}.bn", shape.conv_shape))
-        rows.append(_activation(f"{name}.act", cfg.activation, shape.conv_shape))
+            rows.append(_batchnorm(f"{name}.bn", after))
+        rows.append(_activation(f"{name}.act", cfg.activation, after))
         if block.residual:
             n = prod(shape.conv_shape)
             rows.append(LayerCost(f"{name}.add", "Add", shape.conv_shape, additions=n))
-        if block.pool != "none":
+        if block.pool != "none" and not pool_first:
             rows.append(_pool(f"{name}.pool", block.pool, shape.out_shape))
     return rows
 

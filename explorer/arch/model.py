@@ -12,7 +12,8 @@ ACTIVATION_MODULES = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GE
 
 
 class ConvUnit(nn.Module):
-    """One conv block: conv -> [BN] -> act -> [+x] -> [pool] -> [dropout]."""
+    """One conv block: conv -> [BN] -> act -> [+x] -> [pool] -> [dropout], or with cfg.pool_first (pooled, no
+    skip) conv -> pool -> [BN] -> act -> [dropout]. Same module names either way: state_dict keys do not change."""
 
     def __init__(self, block: ConvBlock, in_channels: int, cfg: ArchConfig) -> None:
         super().__init__()
@@ -20,11 +21,14 @@ class ConvUnit(nn.Module):
         self.bn = nn.BatchNorm2d(block.out_channels) if cfg.batchnorm else nn.Identity()
         self.act = ACTIVATION_MODULES[cfg.activation]()
         self.residual = block.residual
+        self.pool_first = cfg.pools_first(block)
         pools = {"none": nn.Identity, "max": lambda: nn.MaxPool2d(2, 2), "avg": lambda: nn.AvgPool2d(2, 2)}
         self.pool = pools[block.pool]()
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout_conv and cfg.dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool_first:
+            return self.drop(self.act(self.bn(self.pool(self.conv(x)))))
         y = self.act(self.bn(self.conv(x)))
         if self.residual:
             y = y + x

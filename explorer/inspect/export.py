@@ -341,6 +341,7 @@ def architecture_line(arch: dict) -> str:
     parts = ["conv " + " → ".join(blocks), f"head {arch['head']}",
              f"fc {', '.join(map(str, arch['fc']))}" if arch["fc"] else "no hidden fc", arch["activation"]]
     parts += ["BatchNorm"] if arch["batchnorm"] else []
+    parts += ["pool first"] if arch.get("pool_first") else []  # records from before the toggle lack the key
     if arch["dropout"]:
         parts.append(f"dropout {arch['dropout']:.3g}" + (" (conv too)" if arch["dropout_conv"] else ""))
     return " · ".join(parts)

@@ -109,7 +109,8 @@ def top_k(model: nn.Module, pixels: torch.Tensor, mean: list[float], std: list[f
 
 def feature_maps(model: nn.Module, pixels: torch.Tensor, mean: list[float], std: list[float]
                  ) -> list[tuple[str, torch.Tensor]]:
-    """(block name, its output C×H×W on the CPU) for every conv block: after activation, skip, pooling."""
+    """(block name, its output C×H×W on the CPU) for every conv block: after activation, skip and pooling, in the
+    block's own order (pool first or last), so the shapes are the cost table's last row of each block."""
     _check_input(model, pixels)
     with _hooked(model) as outputs, torch.inference_mode():
         model(normalized(pixels, mean, std, model_device(model)))

@@ -11,9 +11,11 @@ are printed under it.
 
 Blocks follow the cost table: a conv row with the BatchNorm, activation and residual add after it is one
 block (its parameters include the BatchNorm's); every pooling, global pooling, hidden FC and the output layer
-is a block of its own; the input comes first. A feature map (C×H×W) is a box whose front face is as tall as
-its H (linear) and as wide as log2 of its channels, and whose depth follows its W; a vector (C) is a thin bar
-as tall as log2 of its width.
+is a block of its own; the input comes first. With ArchConfig.pool_first the cost table runs conv -> pool ->
+BatchNorm -> activation in a pooled block without a skip, so the conv box holds the conv alone and the pooling
+box holds the BatchNorm (and its parameters) and the activation, at the pooled shape. A feature map (C×H×W)
+is a box whose front face is as tall as its H (linear) and as wide as log2 of its channels, and whose depth
+follows its W; a vector (C) is a thin bar as tall as log2 of its width.
 """
 
 from __future__ import annotations

@@ -147,7 +147,8 @@ def _conventions(cost: ModelCost, summary: SummaryTable | None) -> None:
 def _diagram(cost: ModelCost) -> None:
     """The network as boxes sized by their output (explorer.ui.arch_diagram): an SVG image, cheap to redraw."""
     st.html(arch_diagram.diagram_html(cost, dark=st.context.theme.type == "dark"))
-    st.caption("Each box is a layer's output (a conv box includes its BatchNorm and activation): height = H, "
+    st.caption("Each box is a layer's output (including the BatchNorm and activation that follow it: the conv's, "
+               "or with pool first the pooling's): height = H, "
                "depth = W, width = log₂ channels; under it the output shape and the parameters. Dashed arcs are "
                "residual skips, added where the circle is.")
 
