@@ -136,8 +136,41 @@ def preset_rates(data: Dataset, ceiling: float) -> dict:
         rate = result.epochs[-1]["images_per_second"]
         gflops = rate * 3 * model_cost(PRESETS[name]).flops / 1e9
         out[name] = {"batch": cfg.batch_size, "images_per_second": rate, "gflops": gflops,
-                     "ceiling_fraction": gflops / ceiling}
+                     "ceiling_fraction": gflops / ceiling,
+                     "convs_alone": convs_alone(PRESETS[name], cfg.batch_size, ceiling)}
     return out
+
+
+def convs_alone(arch, batch: int, ceiling: float, steps: int = 6) -> dict:
+    """The preset's convolutions alone, forward + backward at the training step's shapes, batch, layout and
+    autocast, with nothing between them: the most of the ceiling the whole step could reach if BatchNorm, the
+    activations and pooling were free."""
+    model = build_model(arch).to(memory_format=torch.channels_last)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    shapes: list[torch.Size] = []
+    hooks = [c.register_forward_hook(lambda _m, args, _out: shapes.append(args[0].shape)) for c in convs]
+    model(torch.zeros(1, *model.input_shape))
+    for hook in hooks:
+        hook.remove()
+    inputs = [torch.randn(batch, *s[1:]).to(memory_format=torch.channels_last).requires_grad_(i > 0)
+              for i, s in enumerate(shapes)]  # the first conv's input (the images) needs no gradient
+    dtype = autocast_dtype("auto", torch.device("cpu"))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            outputs = [conv(x) for conv, x in zip(convs, inputs)]
+        sum(o.float().sum() for o in outputs).backward()
+
+    for _ in range(2):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    rate = steps * batch / (time.perf_counter() - t0)
+    conv_flops = 2 * sum(layer.macs for layer in model_cost(arch).layers if layer.kind == "Conv2d")
+    gflops = rate * 3 * conv_flops / 1e9
+    return {"images_per_second": rate, "gflops": gflops, "ceiling_fraction": gflops / ceiling,
+            "conv_flops_share": conv_flops / model_cost(arch).flops}
 
 
 def cuda_epoch_seconds(data: Dataset) -> dict:
@@ -230,8 +263,11 @@ def _print_table(report: dict) -> None:
     print("bound: the speedup at 100 % of the float32 matmul ceiling (compute caps the ratio once the study's loader "
           "keeps up)")
     for name, r in report["presets"].items():
+        alone = r["convs_alone"]
         print(f"preset {name} (its recipe, batch {r['batch']}): {r['images_per_second']:,.0f} img/s, "
-              f"{r['gflops']:.1f} GFLOP/s, {r['ceiling_fraction']:.0%} of the ceiling")
+              f"{r['gflops']:.1f} GFLOP/s, {r['ceiling_fraction']:.0%} of the ceiling; its convolutions alone "
+              f"(fwd + bwd, nothing between): {alone['images_per_second']:,.0f} img/s, {alone['gflops']:.1f} GFLOP/s, "
+              f"{alone['ceiling_fraction']:.0%}")
     if "cuda" in report:
         c = report["cuda"]
         print(f"CUDA ({c['gpu']}): one epoch {c['epoch_seconds']:.2f} s (training {c['train_seconds']:.2f} s, "

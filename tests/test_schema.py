@@ -27,7 +27,7 @@ CLASSES = (ConvBlock, ArchConfig, TrainConfig)
 ALL_SPECS = [(cls, spec) for cls in CLASSES for spec in schema.specs(cls)]
 SCALAR_SPECS = [(cls, s) for cls, s in ALL_SPECS if not s.kind.startswith("list[") or s.kind == "list[str]"]
 # A change to one field can need a change to another to stay valid (nll refuses label smoothing).
-COMPANIONS = {"loss": {"label_smoothing": 0.0}}
+COMPANIONS = {"loss": {"label_smoothing": 0.0}, "alternate_flips": {"augment": ("flip",)}}
 BASE_ARCH = ArchConfig(conv=(ConvBlock(8), ConvBlock(8)), fc=(16,))
 
 
@@ -93,12 +93,14 @@ def test_every_field_is_fully_declared(cls: type, spec: schema.Spec) -> None:
 def test_the_classes_keep_their_field_names_and_defaults() -> None:
     # Run records and checkpoints on disk hold these names: renaming one breaks every stored run.
     assert schema.names(ConvBlock) == ("out_channels", "kernel", "padding", "stride", "pool", "residual")
-    assert schema.names(ArchConfig) == ("conv", "fc", "batchnorm", "dropout", "dropout_conv", "activation", "head")
+    assert schema.names(ArchConfig) == ("conv", "fc", "batchnorm", "dropout", "dropout_conv", "activation",
+                                        "pool_first", "head")
     assert TrainConfig().to_dict() == {
         "epochs": 2, "batch_size": 128, "test_batch_size": 1000, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
-        "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0, "loss": "cross_entropy",
-        "label_smoothing": 0.0, "augment": [], "crop_padding": 4, "normalization": "dataset", "ema": 0.0,
-        "tta_flip": False, "seed": 0, "device": "auto", "precision": "auto", "log_every": 50}
+        "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0, "whiten": False, "dirac_init": False,
+        "bn_frozen_scale": False, "bn_bias_lr": 1.0, "loss": "cross_entropy", "label_smoothing": 0.0,
+        "augment": [], "alternate_flips": False, "crop_padding": 4, "normalization": "dataset", "ema": 0.0,
+        "tta_flip": False, "tta_translate": 0, "seed": 0, "device": "auto", "precision": "auto", "log_every": 50}
     assert ConvBlock(8) == ConvBlock(out_channels=8, kernel=3, padding="same", stride=1, pool="none", residual=False)
 
 
@@ -167,7 +169,8 @@ def test_ui_state_keys_derive_from_the_schema() -> None:
     # The sidebar draws each global field in its group: one without a known group would be invisible.
     assert {schema.spec_of(ArchConfig, n).group for n in arch_keys.GLOBAL_FIELDS} <= {"layers", "classifier"}
     assert train_keys.FIELDS == schema.names(TrainConfig)
-    assert train_keys.FLOAT_FIELDS == {"lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "ema"}
+    assert train_keys.FLOAT_FIELDS == {"lr", "momentum", "weight_decay", "warmup_epochs", "bn_bias_lr",
+                                      "label_smoothing", "ema"}
     for cfg in PRESETS.values():
         assert arch_keys.arch_from_values(arch_keys.arch_to_values(cfg)) == cfg
     for cfg in RECIPES.values():

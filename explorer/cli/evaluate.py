@@ -45,9 +45,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tta_words(evaluation) -> str:
+    views = ["flip"] * evaluation.tta_flip + [f"±{evaluation.tta_translate} px"] * bool(evaluation.tta_translate)
+    return f"  ({' + '.join(views)} TTA)" if views else ""
+
+
 def _print_report(evaluation) -> None:
     print(f"{evaluation.data}: accuracy {evaluation.accuracy:.2%} ({evaluation.correct:,}/{evaluation.count:,}), "
-          f"loss {evaluation.loss:.4f}{'  (flip TTA)' if evaluation.tta_flip else ''}")
+          f"loss {evaluation.loss:.4f}{_tta_words(evaluation)}")
     width = max(len(c) for c in evaluation.classes)
     for name, acc in evaluation.per_class.items():
         print(f"  {name:<{width}}  {'-' if acc is None else f'{acc:.2%}':>8}")

@@ -42,9 +42,11 @@ def run_predict(args: argparse.Namespace) -> int:
     path, _ = resolve_checkpoint(args.checkpoint, args.runs_dir)
     loaded = load_named(path)
     inputs = [_read_image(Path(name), loaded.input_shape) for name in args.images]  # every file before any output
-    tta = bool((loaded.meta.get("train") or {}).get("tta_flip")) if args.tta is None else args.tta
+    recipe = loaded.meta.get("train") or {}
+    tta = bool(recipe.get("tta_flip")) if args.tta is None else args.tta
     pixels = torch.stack([image.pixels for image in inputs])
-    probabilities = predict_logits(loaded.model, pixels, loaded.mean, loaded.std, tta_flip=tta).softmax(dim=1)
+    probabilities = predict_logits(loaded.model, pixels, loaded.mean, loaded.std, tta_flip=tta,
+                                   tta_translate=int(recipe.get("tta_translate", 0))).softmax(dim=1)
     top = min(args.top, len(loaded.classes))
     results = [_top(name, probs, loaded.classes, top, image.notes)
                for name, probs, image in zip(args.images, probabilities, inputs)]

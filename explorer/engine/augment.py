@@ -22,12 +22,13 @@ def flip_and_padding(augment: tuple[str, ...], crop_padding: int) -> tuple[bool,
     return "flip" in augment, crop_padding if "crop" in augment else 0
 
 
-def augment_batch(x: torch.Tensor, flip: bool, crop_padding: int, generator: torch.Generator | None = None
-                  ) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, flip: bool, crop_padding: int, generator: torch.Generator | None = None,
+                  flips: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample random horizontal flip and random crop (zero padding + random offsets) of a B x C x H x W batch.
 
     Both are one gather each (rows, then columns with the flip folded into the column index), so the cost does
-    not depend on the batch's randomness and the batch stays on its device.
+    not depend on the batch's randomness and the batch stays on its device. `flips` (B bools, with `flip`)
+    says which images to mirror instead of drawing it (alternating flips).
     """
     if not flip and not crop_padding:
         return x
@@ -42,7 +43,8 @@ def augment_batch(x: torch.Tensor, flip: bool, crop_padding: int, generator: tor
         dy = dx = torch.zeros(b, 1, dtype=torch.long, device=device)
     cols = torch.arange(w, device=device).expand(b, w)
     if flip:
-        flipped = torch.rand(b, 1, generator=generator, device=device) < 0.5
+        flipped = (torch.rand(b, 1, generator=generator, device=device) < 0.5 if flips is None
+                   else flips.view(b, 1).to(device))
         cols = torch.where(flipped, w - 1 - cols, cols)
     cols = cols + dx  # b x w, column of the padded image each output column reads
     if p:

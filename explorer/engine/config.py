@@ -47,6 +47,20 @@ class TrainConfig:
                                     "onecycle": "one-cycle"})
     warmup_epochs: float = setting(0.0, label="Warm-up epochs", low=0.0, high=float(MAX_EPOCHS), step=0.5,
                                    fmt="%g", group="optimization", help="At most the number of epochs.")
+    # The fast-training tricks of airbench / hlb-CIFAR10, each a switch so its gain can be measured (README table).
+    whiten: bool = setting(False, label="Whitened first layer (frozen)", group="optimization",
+                           help="Set the first conv's filters to whitening (PCA) filters of the training images' "
+                                "patches, kept fixed: later layers start from decorrelated pixels.")
+    dirac_init: bool = setting(False, label="Identity init of convs", group="optimization",
+                               help="Start each conv after the first as a pass-through of its input channels "
+                                    "(dirac), the rest of its filters random.")
+    bn_frozen_scale: bool = setting(False, label="BatchNorm scale frozen at 1", group="optimization",
+                                    help="Train only BatchNorm's shift: fewer knobs for the optimizer to fight "
+                                         "weight decay with.")
+    bn_bias_lr: float = setting(1.0, label="BatchNorm shift LR multiplier", low=0.01, high=100.0, step=0.5,
+                                fmt="%g", scale="log", group="optimization",
+                                help="BatchNorm shifts learn this many times faster than the weights, without "
+                                     "weight decay when above 1.")
     loss: str = setting("cross_entropy", label="Loss", choices=LOSSES, group="regularization",
                         labels={"cross_entropy": "cross-entropy", "nll": "NLL (log-softmax)"})
     label_smoothing: float = setting(0.0, label="Label smoothing", low=0.0, high=0.5, step=0.05, fmt="%g",
@@ -54,6 +68,9 @@ class TrainConfig:
     augment: tuple[str, ...] = setting((), label="Augmentation", choices=AUGMENTATIONS, group="regularization",
                                        labels={"flip": "horizontal flip", "crop": "random crop"},
                                        items_word="augmentations", max_items=len(AUGMENTATIONS))
+    alternate_flips: bool = setting(False, label="Alternating flips", group="regularization",
+                                    help="Mirror each image every other epoch (at random only in the first) "
+                                         "instead of at random: each pair of epochs sees both sides. Needs flip.")
     crop_padding: int = setting(4, label="Crop padding (pixels)", low=0, high=16, step=1, group="regularization",
                                 help="How far a random crop may shift the image.")
     normalization: str = setting("dataset", label="Normalization", choices=NORMALIZATIONS, group="regularization",
@@ -64,6 +81,9 @@ class TrainConfig:
                          help="Evaluate an exponential moving average of the weights, e.g. 0.999.")
     tta_flip: bool = setting(False, label="Flip test-time augmentation", aliases=("--tta",), group="regularization",
                              help="Average the prediction of the image and its mirror.")
+    tta_translate: int = setting(0, label="Translate TTA (pixels)", low=0, high=4, step=1, group="regularization",
+                                 help="Also average the predictions of the image shifted N pixels up-left and "
+                                      "down-right (weights 1/2, 1/4, 1/4): 3x the evaluation passes.")
     seed: int = setting(0, label="Seed", low=0, high=2**31 - 1, step=1, group="run")
     device: str = setting("auto", label="Device", choices=DEVICES, widget="segmented_control", group="run",
                           help="auto picks CUDA when there is a GPU, else the CPU.")
@@ -85,6 +105,8 @@ class TrainConfig:
                               f"use at most {self.epochs} warm-up epochs or train longer.")
         if self.loss == "nll" and self.label_smoothing:
             raise ConfigError("label_smoothing needs the cross_entropy loss; set it to 0 or use cross_entropy.")
+        if self.alternate_flips and "flip" not in self.augment:
+            raise ConfigError("alternate_flips needs the flip augmentation; add flip to augment or turn it off.")
         if len(set(self.augment)) != len(self.augment):
             raise ConfigError(f"augment: {', '.join(self.augment)} names one augmentation twice; list each once.")
 

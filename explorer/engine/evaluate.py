@@ -30,10 +30,12 @@ def model_device(model: nn.Module) -> torch.device:
 
 def predict_logits(model: nn.Module, x_uint8: torch.Tensor, mean: list[float], std: list[float],
                    batch_size: int = 1000, device: torch.device | str | None = None,
-                   tta_flip: bool = False) -> torch.Tensor:
+                   tta_flip: bool = False, tta_translate: int = 0) -> torch.Tensor:
     """Logits (N x classes, float32 on the CPU) for uint8 images; eval mode, restored afterwards.
 
-    With `tta_flip` the logits are the mean of the image's and its horizontal mirror's (test-time augmentation).
+    Test-time augmentation: with `tta_flip` the logits are the mean of the image's and its horizontal mirror's;
+    with `tta_translate` N > 0 they are 1/2 the image's + 1/4 each of the image shifted N pixels up-left and
+    down-right (reflected borders), each view flip-averaged when `tta_flip`.
     """
     device = torch.device(device) if device is not None else model_device(model)
     scale = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
@@ -46,13 +48,27 @@ def predict_logits(model: nn.Module, x_uint8: torch.Tensor, mean: list[float], s
             for chunk in x_uint8.split(batch_size):
                 # (x/255 - mean) / std computed as (x - 255 mean) / (255 std): one subtraction and one division.
                 batch = (chunk.to(device, non_blocking=True).float() - shift) / scale
-                logits = model(batch)
-                if tta_flip:
-                    logits = (logits + model(batch.flip(3))) / 2
+                logits = _view_logits(model, batch, tta_flip)
+                if tta_translate:
+                    shifted = (_translate(batch, tta_translate, toward) for toward in (1, -1))
+                    logits = logits / 2 + sum(_view_logits(model, view, tta_flip) for view in shifted) / 4
                 outputs.append(logits.float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
+
+
+def _view_logits(model: nn.Module, batch: torch.Tensor, tta_flip: bool) -> torch.Tensor:
+    logits = model(batch)
+    return (logits + model(batch.flip(3))) / 2 if tta_flip else logits
+
+
+def _translate(batch: torch.Tensor, pixels: int, toward: int) -> torch.Tensor:
+    """The batch shifted `pixels` up-left (toward 1) or down-right (toward -1), borders reflected."""
+    h, w = batch.shape[2:]
+    padded = nn.functional.pad(batch, (pixels,) * 4, mode="reflect")
+    start = pixels + toward * pixels
+    return padded[:, :, start:start + h, start:start + w]
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -69,7 +85,7 @@ def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
 
 def evaluate_model(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, mean: list[float], std: list[float],
                    batch_size: int = 1000, device: torch.device | str | None = None, tta_flip: bool = False,
-                   classes: list[str] | None = None) -> dict:
+                   classes: list[str] | None = None, tta_translate: int = 0) -> dict:
     """Loss and accuracy of `model` on uint8 images with labels `y`.
 
     Returns {"loss", "accuracy", "correct", "count", "per_class" {class name (or index) -> accuracy},
@@ -80,7 +96,7 @@ def evaluate_model(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, mea
         raise DataError("there are no test images to evaluate on; pick a dataset with a test split.")
     if len(x_uint8) != len(y):
         raise DataError(f"{len(x_uint8)} images but {len(y)} labels; the dataset is inconsistent.")
-    logits = predict_logits(model, x_uint8, mean, std, batch_size, device, tta_flip)
+    logits = predict_logits(model, x_uint8, mean, std, batch_size, device, tta_flip, tta_translate)
     labels = y.to("cpu", torch.int64)
     num_classes = logits.shape[1]
     if labels.min() < 0 or labels.max() >= num_classes:
@@ -127,6 +143,7 @@ class Evaluation:
     # True when the data is the very data the checkpoint was trained and tested on.
     same_data_as_training: bool | None = None
     tta_flip: bool = False
+    tta_translate: int = 0  # pixels; always the checkpoint's own recipe
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,11 +207,12 @@ def evaluate_checkpoint(loaded: Any, dataset: Any, batch_size: int = 1000, devic
         notes.append("the dataset lists the classes in another order; they were matched by name.")
     if tta_flip is None:
         tta_flip = bool((meta.get("train") or {}).get("tta_flip", False))
+    tta_translate = int((meta.get("train") or {}).get("tta_translate", 0))
     device = resolve_device(device)
     model = loaded.model.to(device)
     norm = meta["normalization"]
     result = evaluate_model(model, dataset.test_x, labels, norm["mean"], norm["std"], batch_size, device, tta_flip,
-                            classes)
+                            classes, tta_translate)
     fingerprint = getattr(dataset, "fingerprint", None)
     return Evaluation(
         data=dataset.name, classes=classes, accuracy=result["accuracy"], loss=result["loss"],
@@ -203,7 +221,7 @@ def evaluate_checkpoint(loaded: Any, dataset: Any, batch_size: int = 1000, devic
         misclassified=misclassified_examples(result, labels, classes, misclassified_limit),
         data_fingerprint=fingerprint,
         same_data_as_training=(fingerprint == meta.get("data_fingerprint")) if meta.get("data_fingerprint") else None,
-        tta_flip=tta_flip, notes=notes)
+        tta_flip=tta_flip, tta_translate=tta_translate, notes=notes)
 
 
 __all__ = ["evaluate_model", "evaluate_checkpoint", "Evaluation", "predict_logits", "confusion_matrix",

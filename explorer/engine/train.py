@@ -44,6 +44,7 @@ from explorer.engine.config import TrainConfig
 from explorer.engine.dataset import Dataset
 from explorer.engine.device import resolve_device
 from explorer.engine.evaluate import evaluate_model as _evaluate
+from explorer.engine.init import WHITEN_IMAGES, bn_shifts, convs, dirac_init, freeze_bn_scales, whiten_first_conv
 from explorer.errors import ConfigError, TrainingError
 
 EventCallback = Callable[[dict], None]
@@ -100,9 +101,9 @@ def limit_cpu_threads() -> int:
 
 def evaluate_model(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, mean: list[float], std: list[float],
                    batch_size: int, device: torch.device | str | None = None, tta_flip: bool = False,
-                   classes: list[str] | None = None) -> dict:
+                   classes: list[str] | None = None, tta_translate: int = 0) -> dict:
     """Loss, accuracy and per-class accuracy (explorer.engine.evaluate does the work)."""
-    return _evaluate(model, x_uint8, y, mean, std, batch_size, device, tta_flip, classes)
+    return _evaluate(model, x_uint8, y, mean, std, batch_size, device, tta_flip, classes, tta_translate)
 
 
 def lr_at(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -189,7 +190,10 @@ class _Session:
             small = step_flops < SMALL_STEP_FLOPS and not os.environ.get("EXPLORER_THREADS")
             self.train_threads = 1 if small else self.eval_threads
         torch.manual_seed(cfg.seed)  # model init (and dropout) draw from the global generator
-        self.model = build_model(arch, dataset.input_shape, dataset.num_classes).to(self.device)
+        self.model = build_model(arch, dataset.input_shape, dataset.num_classes)
+        self.mean, self.std = normalization(dataset, cfg.normalization)
+        self._init_tricks(fresh=not init_state)
+        self.model.to(self.device)
         self.cuda = self.device.type == "cuda"
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
@@ -197,12 +201,11 @@ class _Session:
         self.memory_format = torch.channels_last
         self.model.to(memory_format=self.memory_format)
         self.random_init_state = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self.optimizer = make_optimizer(cfg, self.model.parameters(), self.device)
+        self.optimizer = make_optimizer(cfg, self._param_groups(), self.device)
         self.epochs_done = 0
         self.ema = _Ema(self.model, cfg.ema) if cfg.ema > 0 else None
         if init_state:
             self._resume(init_state)
-        self.mean, self.std = normalization(dataset, cfg.normalization)
         # x/255 normalized = (x - 255 mean) / (255 std)
         self.shift = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1) * 255
         self.scale = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1) * 255
@@ -213,9 +216,39 @@ class _Session:
         self.order_gen = torch.Generator().manual_seed(cfg.seed)
         self.augment_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.flip, self.pad = flip_and_padding(cfg.augment, cfg.crop_padding)
+        self.epoch = 1  # the loop sets it; alternating flips mirror an image on every other epoch
+        self.flip_bits = (torch.rand(len(self.train_y), generator=torch.Generator().manual_seed(cfg.seed + 2)) < 0.5
+                          ).to(self.device) if cfg.alternate_flips else None
         self.autocast = self._autocast()
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
         self.steps_per_epoch = batch_count(len(self.train_y), cfg.batch_size)
+
+    def _init_tricks(self, fresh: bool) -> None:
+        """The recipe's initialisation switches (explorer.engine.init); a resumed run only re-freezes."""
+        cfg = self.cfg
+        if cfg.dirac_init and fresh:
+            dirac_init(self.model)
+        if cfg.bn_frozen_scale:
+            freeze_bn_scales(self.model, reset=fresh)
+        if cfg.whiten and fresh:
+            chosen = torch.randperm(len(self.dataset.train_y), generator=torch.Generator().manual_seed(cfg.seed))
+            images = self.dataset.train_x[chosen[:WHITEN_IMAGES]].float()
+            shift = torch.tensor(self.mean).view(1, -1, 1, 1) * 255
+            whiten_first_conv(self.model, (images - shift) / (torch.tensor(self.std).view(1, -1, 1, 1) * 255))
+        elif cfg.whiten:
+            convs(self.model)[0].weight.requires_grad_(False)
+
+    def _param_groups(self) -> list:
+        """Trainable parameters; BatchNorm shifts in a group of their own when their LR is scaled (the same
+        decay per step: weight decay divided by the scale)."""
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        shifts = {id(p) for p in bn_shifts(self.model) if p.requires_grad}
+        if self.cfg.bn_bias_lr == 1 or not shifts:
+            return trainable
+        scale = self.cfg.bn_bias_lr
+        return [{"params": [p for p in trainable if id(p) not in shifts]},
+                {"params": [p for p in trainable if id(p) in shifts], "lr_scale": scale,
+                 "weight_decay": self.cfg.weight_decay / scale}]
 
     def _autocast(self):
         self.autocast_dtype = autocast_dtype(self.cfg.precision, self.device)
@@ -231,12 +264,18 @@ class _Session:
         self.epochs_done = int(state.get("epochs_done", 0))
         saved = state.get("optimizer") or {}
         if saved.get("optimizer") == self.cfg.optimizer and saved.get("state_dict"):
-            fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
-            self.optimizer.load_state_dict(saved["state_dict"])
-            for group, settings in zip(self.optimizer.param_groups, fresh):
-                group.update(settings)  # the new config's lr, momentum, weight decay win over the saved ones
+            self._load_optimizer(saved["state_dict"])
         if self.ema is not None:
             self.ema.reset(self.model)
+
+    def _load_optimizer(self, state_dict: dict) -> None:
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        try:
+            self.optimizer.load_state_dict(state_dict)
+        except ValueError:  # the frozen/grouped parameters changed with the recipe: momentum starts afresh
+            return
+        for group, settings in zip(self.optimizer.param_groups, fresh):
+            group.update(settings)  # the new config's lr, momentum, weight decay win over the saved ones
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -247,7 +286,8 @@ class _Session:
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The augmented, normalized batch (float, on the device) and its labels."""
         x = self.train_x.index_select(0, idx)
-        x = augment_batch(x, self.flip, self.pad, self.augment_gen)
+        flips = None if self.flip_bits is None else self.flip_bits.index_select(0, idx) ^ (self.epoch % 2 == 0)
+        x = augment_batch(x, self.flip, self.pad, self.augment_gen, flips)
         x = x.to(torch.float32, memory_format=self.memory_format).sub_(self.shift).div_(self.scale)
         return x, self.train_y.index_select(0, idx)
 
@@ -255,7 +295,7 @@ class _Session:
         """One optimizer step on the images `idx`; returns (loss, number right) as device tensors (no sync)."""
         x, y = self.batch(idx)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         with self.autocast():
             logits = self.model(x)
         loss = self.loss(logits, y)
@@ -288,7 +328,8 @@ class _Session:
         # CPU evaluation stays fp32, so re-evaluating a checkpoint later gives exactly the recorded numbers.
         with self.autocast() if self.cuda else nullcontext():
             result = evaluate_model(model or self.eval_model(), self.test_x, self.test_y, self.mean, self.std,
-                                    self.cfg.test_batch_size, self.device, self.cfg.tta_flip, self.dataset.classes)
+                                    self.cfg.test_batch_size, self.device, self.cfg.tta_flip, self.dataset.classes,
+                                    self.cfg.tta_translate)
         return {"test_loss": result["loss"], "test_accuracy": result["accuracy"], "per_class": result["per_class"]}
 
     def evaluate_random_init(self) -> dict:
@@ -413,6 +454,7 @@ class _Loop:
         s, cfg = self.session, self.cfg
         s.model.train()
         s.use_threads(s.train_threads)
+        s.epoch = epoch
         perm = s.permutation()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=s.device)
@@ -528,8 +570,13 @@ def _estimate(s: _Session, train_cfg: TrainConfig, dataset: Dataset, batches: in
     evaluate_model(s.model, s.test_x[:n_eval], s.test_y[:n_eval], s.mean, s.std, n_eval, s.device, False)
     t1 = time.perf_counter()
     evaluate_model(s.model, s.test_x[:n_eval], s.test_y[:n_eval], s.mean, s.std, n_eval, s.device, False)
-    eval_seconds = (time.perf_counter() - t1) * len(dataset.test_y) / n_eval * (2 if train_cfg.tta_flip else 1)
+    eval_seconds = (time.perf_counter() - t1) * len(dataset.test_y) / n_eval * tta_passes(train_cfg)
     return train_seconds + eval_seconds
+
+
+def tta_passes(cfg: TrainConfig) -> int:
+    """Forward passes per test image: x2 with flip TTA, x3 with translate TTA."""
+    return (2 if cfg.tta_flip else 1) * (3 if cfg.tta_translate else 1)
 
 
 def _dtype_name(dtype: torch.dtype | None) -> str | None:

@@ -42,7 +42,7 @@ KNOBS: dict[str, Spec] = {
     "fc_layers": Spec(label="Hidden FC layers", low=0, high=MAX_FC_LAYERS, name="fc_layers", kind="int"),
     "fc_units": dataclasses.replace(_FC, name="fc_units", kind="int", min_items=0, max_items=None),
 }
-ARCH_FIELDS = ("batchnorm", "dropout", "dropout_conv", "activation", "head")
+ARCH_FIELDS = ("batchnorm", "pool_first", "dropout", "dropout_conv", "activation", "head")
 # Set by the search itself (--trial-epochs / --trial-seconds), or not a training choice.
 TRAIN_FIXED_BY_SEARCH = ("epochs", "device", "log_every", "test_batch_size", "seed")
 
@@ -259,7 +259,7 @@ def _around(value: float, low_factor: float, high_factor: float, spec: Spec, log
 
 def space_around(preset: str, recipe: str | None = None) -> dict:
     """A sensible space around a preset: its widths scaled 0.5-1.5x, depth one less to two more, the preset's
-    kernel/pool/toggles plus the usual alternatives; the recipe's lr /4..x2, batch size, smoothing, EMA."""
+    kernel/pool/toggles plus the usual alternatives; the recipe's lr /4..x2, batch size, smoothing, EMA, whitened first layer, translate TTA."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; use one of {', '.join(sorted(PRESETS))}.")
     arch = PRESETS[preset]
@@ -275,6 +275,7 @@ def space_around(preset: str, recipe: str | None = None) -> dict:
         "kernel": {"choices": kernels if len(kernels) > 1 else [3, 5]},
         "padding": arch.conv[0].padding, "pool": {"choices": ["none", "max"]},
         "residual": {"choices": [False, True]}, "batchnorm": arch.batchnorm,
+        "pool_first": {"choices": [False, True]},
         "dropout": {"low": 0.0, "high": 0.3}, "activation": {"choices": sorted({arch.activation, "relu", "gelu"})},
         "head": {"choices": sorted({arch.head, "avgpool", "maxpool"})},
         "fc_layers": {"low": 0, "high": max(1, len(arch.fc))},
@@ -286,7 +287,8 @@ def space_around(preset: str, recipe: str | None = None) -> dict:
         "label_smoothing": {"low": 0.0, "high": 0.3},
         "augment": {"choices": [list(train.augment), ["flip"], []] if train.augment else [[], ["flip"],
                                                                                            ["flip", "crop"]]},
-        "ema": {"choices": sorted({train.ema, 0.0, 0.999})}}
+        "ema": {"choices": sorted({train.ema, 0.0, 0.999})},
+        "whiten": {"choices": [False, True]}, "tta_translate": {"choices": [0, 1]}}
     return check_space({"recipe": recipe, "arch": arch_space, "train": train_space})
 
 

@@ -253,7 +253,7 @@ class Objective:
 
         norm = snapshot.normalization
         result = evaluate_model(snapshot.model, full.test_x, full.test_y, norm["mean"], norm["std"],
-                                cfg.test_batch_size, None, cfg.tta_flip)
+                                cfg.test_batch_size, None, cfg.tta_flip, tta_translate=cfg.tta_translate)
         return result["accuracy"]
 
 
