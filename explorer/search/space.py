@@ -259,7 +259,8 @@ def _around(value: float, low_factor: float, high_factor: float, spec: Spec, log
 
 def space_around(preset: str, recipe: str | None = None) -> dict:
     """A sensible space around a preset: its widths scaled 0.5-1.5x, depth one less to two more, the preset's
-    kernel/pool/toggles plus the usual alternatives; the recipe's lr /4..x2, batch size, smoothing, EMA, whitened first layer, translate TTA."""
+    kernel/pool/toggles plus the usual alternatives; the recipe's lr /4..x2, batch size, smoothing, EMA,
+    whitened first layer, translate TTA."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; use one of {', '.join(sorted(PRESETS))}.")
     arch = PRESETS[preset]
