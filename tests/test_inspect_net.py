@@ -182,7 +182,7 @@ def test_block_labels_use_the_cost_table() -> None:
     from explorer.ui.inspect_panel import block_label
 
     rows = list(model_cost(PRESETS["fast"], (3, 32, 32), 10).layers)
-    assert block_label(rows, "conv1", 26, 26) == ("**conv1** · Conv2d 26×32×32 → BatchNorm2d → GELU → MaxPool2d → "
+    assert block_label(rows, "conv1", 26, 26) == ("**conv1** · Conv2d 26×32×32 → MaxPool2d → BatchNorm2d → GELU → "
                                                   "**26×16×16** · the 26 channels, most active first")
     assert block_label(rows, "conv4", 64, 206).endswith("→ **206×4×4** · the 64 most active of 206 channels, "
                                                         "most active first")

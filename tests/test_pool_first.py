@@ -37,6 +37,10 @@ def pool_first(cfg: ArchConfig) -> ArchConfig:
     return dataclasses.replace(cfg, pool_first=True)
 
 
+# The presets as they were before `fast` and `best` took pool_first on.
+PLAIN = {name: dataclasses.replace(PRESETS[name], pool_first=False) for name in ("fast", "best")}
+
+
 def rows(cfg: ArchConfig, shape=(3, 32, 32)) -> dict:
     return {layer.name: layer for layer in model_cost(cfg, shape, 10).layers}
 
@@ -107,8 +111,8 @@ def test_pool_first_runs_bn_and_the_activation_on_the_pooled_map() -> None:
 
 
 def test_fast_with_pool_first_counts_bn_and_activation_on_a_quarter_of_the_map() -> None:
-    plain, first = rows(PRESETS["fast"]), rows(pool_first(PRESETS["fast"]))
-    cost_plain, cost_first = model_cost(PRESETS["fast"]), model_cost(pool_first(PRESETS["fast"]))
+    plain, first = rows(PLAIN["fast"]), rows(pool_first(PLAIN["fast"]))
+    cost_plain, cost_first = model_cost(PLAIN["fast"]), model_cost(pool_first(PLAIN["fast"]))
     assert cost_first.params == cost_plain.params == 255_267
     assert cost_first.macs == cost_plain.macs and cost_first.torchinfo_mult_adds == cost_plain.torchinfo_mult_adds
     # fast: 26 ch at 32x32 -> 16x16, 52 at 16 -> 8, 103 at 8 -> 4 (each max-pooled), 206 at 4x4 (not pooled).
@@ -139,7 +143,7 @@ def test_rows_run_in_the_executed_order() -> None:
 
 
 def test_residual_blocks_are_unchanged() -> None:
-    plain, first = rows(PRESETS["best"]), rows(pool_first(PRESETS["best"]))
+    plain, first = rows(PLAIN["best"]), rows(pool_first(PLAIN["best"]))
     for name in ("conv3", "conv5"):  # best's pooled residual blocks
         for part in ("", ".bn", ".act", ".add", ".pool"):
             assert first[name + part] == plain[name + part]
@@ -173,7 +177,7 @@ def test_cost_rows_equal_the_modules_as_they_run(shape, batchnorm) -> None:
     assert executed_leaves(cfg, shape) == table
 
 
-@pytest.mark.parametrize("cfg", [pool_first(MIXED), pool_first(PRESETS["fast"]), pool_first(PRESETS["best"])],
+@pytest.mark.parametrize("cfg", [pool_first(MIXED), pool_first(PLAIN["fast"]), pool_first(PLAIN["best"])],
                          ids=["mixed", "fast", "best"])
 def test_torchinfo_and_feature_maps_agree_with_the_cost_table(cfg) -> None:
     cost = model_cost(cfg)
@@ -207,7 +211,7 @@ def test_round_trip_and_old_dicts_load_with_pool_first_off() -> None:
 
 def test_checkpoints_keep_the_order_and_old_ones_load_as_before(tmp_path: Path) -> None:
     torch.manual_seed(3)
-    model = build_model(pool_first(PRESETS["fast"])).eval()
+    model = build_model(pool_first(PLAIN["fast"])).eval()
     randomize_batchnorm(model)
     path = save_checkpoint(tmp_path / "new", model, {})
     loaded = load_checkpoint(path)
@@ -221,7 +225,7 @@ def test_checkpoints_keep_the_order_and_old_ones_load_as_before(tmp_path: Path) 
     del meta["arch"]["pool_first"]
     old = tmp_path / "old.safetensors"
     old.write_bytes(st_save(st_load(data), metadata={"explorer": json.dumps(meta)}))
-    assert load_checkpoint(old).arch == PRESETS["fast"]
+    assert load_checkpoint(old).arch == PLAIN["fast"]
     assert not any(u.pool_first for u in load_checkpoint(old).model.features)
 
 
@@ -229,25 +233,25 @@ def test_checkpoints_keep_the_order_and_old_ones_load_as_before(tmp_path: Path) 
 
 
 def test_the_diagram_shows_the_pooling_before_batchnorm() -> None:
-    blocks = {b.name: b for b in diagram_blocks(model_cost(pool_first(PRESETS["fast"])))}
+    blocks = {b.name: b for b in diagram_blocks(model_cost(pool_first(PLAIN["fast"])))}
     assert blocks["conv1"].rows == ("Conv2d",) and blocks["conv1"].shape == (26, 32, 32)
     assert blocks["conv1.pool"].rows == ("MaxPool2d", "BatchNorm2d", "GELU")
     assert blocks["conv1.pool"].params == 2 * 26 and blocks["conv1"].params == 26 * 3 * 9 + 26
     assert blocks["conv4"].rows == ("Conv2d", "BatchNorm2d", "GELU")  # not pooled: as before
-    svg = diagram_svg(model_cost(pool_first(PRESETS["fast"])))
+    svg = diagram_svg(model_cost(pool_first(PLAIN["fast"])))
     assert "conv1.pool: MaxPool2d → BatchNorm2d → GELU · output 26×16×16 · 52 parameters" in svg
-    plain = {b.name: b for b in diagram_blocks(model_cost(PRESETS["fast"]))}
+    plain = {b.name: b for b in diagram_blocks(model_cost(PLAIN["fast"]))}
     assert plain["conv1"].rows == ("Conv2d", "BatchNorm2d", "GELU") and plain["conv1.pool"].rows == ("MaxPool2d",)
-    best = {b.name: b for b in diagram_blocks(model_cost(pool_first(PRESETS["best"])))}
+    best = {b.name: b for b in diagram_blocks(model_cost(pool_first(PLAIN["best"])))}
     assert best["conv3"].rows == ("Conv2d", "BatchNorm2d", "GELU", "Add") and best["conv3"].residual
 
 
 def test_the_design_line_says_pool_first_only_when_on() -> None:
-    assert architecture_line(pool_first(PRESETS["fast"]).to_dict()).endswith("gelu · BatchNorm · pool first")
-    assert "pool first" not in architecture_line(PRESETS["fast"].to_dict())
-    old = PRESETS["fast"].to_dict()
+    assert architecture_line(pool_first(PLAIN["fast"]).to_dict()).endswith("gelu · BatchNorm · pool first")
+    assert "pool first" not in architecture_line(PLAIN["fast"].to_dict())
+    old = PLAIN["fast"].to_dict()
     del old["pool_first"]  # a run record from before the toggle
-    assert architecture_line(old) == architecture_line(PRESETS["fast"].to_dict())
+    assert architecture_line(old) == architecture_line(PLAIN["fast"].to_dict())
 
 
 class _Trial:

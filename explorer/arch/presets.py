@@ -32,16 +32,16 @@ PRESETS: dict[str, ArchConfig] = {
     # A modern plain net: 3x3 convs, BatchNorm, global average pooling, no hidden FC.
     "modern": _vgg_like((32, 32, 64, 64, 128), pools=(1, 3, 4), head="avgpool"),
     # Budget-optimal, quickest to the study's accuracy on a CPU: one 3x3 conv per resolution, pooling right
-    # after each so most convs run on small maps (20 MFLOPs), widths doubling, global max-pool.
-    # 255,267 params; with the "fast" recipe 74 % on CIFAR-10 (JPEG) within 100 s of training on 2 CPU cores.
+    # after each so most convs run on small maps (20 MFLOPs), widths doubling, global max-pool; pool first
+    # (BatchNorm and GELU on the pooled map): 1.6x the images/s, the same accuracy per epoch (82.3 vs 82.1 % at 8).
     "fast": ArchConfig(conv=(ConvBlock(26, pool="max"), ConvBlock(52, pool="max"), ConvBlock(103, pool="max"),
-                             ConvBlock(206)), batchnorm=True, activation="gelu", head="maxpool"),
+                             ConvBlock(206)), batchnorm=True, activation="gelu", head="maxpool", pool_first=True),
     # Budget-optimal for longer training: two residual 3x3 blocks at 16x16 and at 8x8 (ResNet-style skips
     # between same-width convs), 30 MFLOPs, 254,631 params.
     "best": ArchConfig(
         conv=(ConvBlock(21, pool="max"), ConvBlock(42), ConvBlock(42, pool="max", residual=True), ConvBlock(85),
               ConvBlock(85, pool="max", residual=True), ConvBlock(170)),
-        batchnorm=True, activation="gelu", head="maxpool"),
+        batchnorm=True, activation="gelu", head="maxpool", pool_first=True),
 }
 
 DEFAULT_PRESET = "study-bn"
