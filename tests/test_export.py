@@ -106,6 +106,17 @@ def test_a_disagreeing_export_is_refused(tmp_path) -> None:
         _check(loaded, images, lambda x: -loaded.model((x - 0.5) / 0.25))  # reversed ranking: every top differs
 
 
+def test_model_card_says_which_test_time_augmentation_it_lacks(tmp_path) -> None:
+    loaded = load_checkpoint(_checkpoint(tmp_path, _shrunk("fast")))
+    images = CheckImages(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), "4 test images of x", True)
+    loaded.meta["train"] = {"tta_flip": True, "tta_translate": 1}
+    card = export_model(loaded, "torchscript", images, "m.torchscript.pt").card
+    assert "(flips and 1-pixel translations: 1/2 the image + 1/4 each" in card and "its mirror" not in card
+    loaded.meta["train"] = {"tta_flip": True}
+    card = export_model(loaded, "torchscript", images, "m.torchscript.pt").card
+    assert "average the logits of an image and its mirror" in card and "translations" not in card
+
+
 def test_model_card_holds_cost_classes_accuracy_and_check(tmp_path) -> None:
     arch = _shrunk("best")
     loaded = load_checkpoint(_checkpoint(tmp_path, arch))

@@ -373,7 +373,8 @@ def _usage(loaded: LoadedCheckpoint, fmt: str, file_name: str) -> list[str]:
     c, h, w = loaded.input_shape
     mean = ", ".join(f"{v:.4f}" for v in loaded.mean)
     std = ", ".join(f"{v:.4f}" for v in loaded.std)
-    tta = bool((loaded.meta.get("train") or {}).get("tta_flip"))
+    recipe = loaded.meta.get("train") or {}
+    tta, shift = bool(recipe.get("tta_flip")), int(recipe.get("tta_translate", 0))
     lines = ["## Input and output", "",
              f"- **Input** `{INPUT_NAME}`: float32, shape `[batch, {c}, {h}, {w}]` (any batch size), "
              f"{'RGB' if c == 3 else 'grayscale' if c == 1 else f'{c}-channel'} pixel values **scaled to [0, 1]** "
@@ -382,9 +383,14 @@ def _usage(loaded: LoadedCheckpoint, fmt: str, file_name: str) -> list[str]:
              f"std [{std}] (the training data's). Do not normalize again.",
              f"- **Output** `{OUTPUT_NAME}`: float32 `[batch, {loaded.meta['num_classes']}]` raw logits in the order "
              "of the class list below; softmax gives probabilities."]
-    if tta:
+    if tta and not shift:
         lines.append("- Trained with flip test-time augmentation; the exported model does not do it (average the "
                      "logits of an image and its mirror yourself to match the recorded accuracy).")
+    if shift:
+        views = f"{'flips and ' if tta else ''}{shift}-pixel translations"
+        lines.append(f"- Evaluated with test-time augmentation ({views}: 1/2 the image + 1/4 each of it shifted "
+                     "up-left and down-right, borders reflected); the exported model does not do it (do it yourself "
+                     "to match the recorded accuracy).")
     lines += ["", "```python"]
     if fmt == "onnx":
         lines += ["import onnxruntime", f'session = onnxruntime.InferenceSession("{file_name}")',
