@@ -192,6 +192,9 @@ class _Session:
         torch.manual_seed(cfg.seed)  # model init (and dropout) draw from the global generator
         self.model = build_model(arch, dataset.input_shape, dataset.num_classes)
         self.mean, self.std = normalization(dataset, cfg.normalization)
+        # x/255 normalized = (x - 255 mean) / (255 std); on the CPU first, for the whitening's patches
+        self.shift = torch.tensor(self.mean).view(1, -1, 1, 1) * 255
+        self.scale = torch.tensor(self.std).view(1, -1, 1, 1) * 255
         self._init_tricks(fresh=not init_state)
         self.model.to(self.device)
         self.cuda = self.device.type == "cuda"
@@ -206,9 +209,7 @@ class _Session:
         self.ema = _Ema(self.model, cfg.ema) if cfg.ema > 0 else None
         if init_state:
             self._resume(init_state)
-        # x/255 normalized = (x - 255 mean) / (255 std)
-        self.shift = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1) * 255
-        self.scale = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1) * 255
+        self.shift, self.scale = self.shift.to(self.device), self.scale.to(self.device)
         self.train_x = dataset.train_x.to(self.device)
         self.train_y = dataset.train_y.to(self.device)
         self.test_x = dataset.test_x.to(self.device)
@@ -233,8 +234,7 @@ class _Session:
         if cfg.whiten and fresh:
             chosen = torch.randperm(len(self.dataset.train_y), generator=torch.Generator().manual_seed(cfg.seed))
             images = self.dataset.train_x[chosen[:WHITEN_IMAGES]].float()
-            shift = torch.tensor(self.mean).view(1, -1, 1, 1) * 255
-            whiten_first_conv(self.model, (images - shift) / (torch.tensor(self.std).view(1, -1, 1, 1) * 255))
+            whiten_first_conv(self.model, (images - self.shift) / self.scale)
         elif cfg.whiten:
             convs(self.model)[0].weight.requires_grad_(False)
 
