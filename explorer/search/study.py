@@ -145,6 +145,10 @@ def sampler_and_pruner(settings: dict) -> tuple[Any, Any]:
     """Not kept in the storage: every worker builds them from the settings. TPE learns from rejected trials
     through their constraints (> 0: over budget); one objective prunes with Hyperband on per-epoch accuracy."""
     optuna = _optuna()
+    if settings.get("sweep"):  # a sweep (explorer.search.sweep): every grid point, no pruning
+        from explorer.search.sweep import grid_sampler
+
+        return grid_sampler(settings), optuna.pruners.NopPruner()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # Optuna 5 reads the constraints trial.set_constraint stored; 4.x needs a constraints_func.

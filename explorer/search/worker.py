@@ -33,6 +33,7 @@ from typing import Any
 
 from explorer.errors import ConfigError, TrainingError
 from explorer.search.study import MAX_RETRY, _optuna, counted_trials, load_search
+from explorer.search.sweep import SweepObjective
 from explorer.search.trial import Objective, WorkerStopped
 from explorer.store import settings as store_settings
 from explorer.store.runs import owner_alive
@@ -85,7 +86,8 @@ def run_worker(name: str, storage_url: str, trials: int | None = None, timeout: 
     recover(study)
     runs_dir = Path(runs_dir) if runs_dir is not None else store_settings.default_runs_dir()
     data_dir = Path(data_dir) if data_dir is not None else store_settings.default_data_dir()
-    objective = Objective(name, storage_url, settings, runs_dir, data_dir)
+    objective = (SweepObjective if settings.get("sweep") else Objective)(name, storage_url, settings, runs_dir,
+                                                                         data_dir)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     callbacks = [lambda s, t: recover(s)]
     if trials is not None:
