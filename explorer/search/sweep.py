@@ -176,12 +176,17 @@ def load_sweep(name: str, storage_url: str) -> tuple[Any, dict]:
 
 
 def grid_sampler(settings: dict) -> Any:
-    """Optuna's GridSampler over (point, repeat): trial k of the first points x repeats trials gets grid k."""
+    """Optuna's GridSampler over (point, repeat): trial k of the first points x repeats trials gets grid k.
+    The grid is put in repeat-major order (every point once, then every point again, ...) instead of Optuna's
+    shuffle, so a sweep cut short has n - 1 or n runs at every point rather than n at some and none at others."""
     import optuna
 
     sweep = settings[SWEEP_ATTR]
-    return optuna.samplers.GridSampler({"point": list(range(len(sweep["points"]))),
-                                        "repeat": list(range(sweep["repeat"]))}, seed=0)
+    sampler = optuna.samplers.GridSampler({"point": list(range(len(sweep["points"]))),
+                                           "repeat": list(range(sweep["repeat"]))}, seed=0)
+    if isinstance(getattr(sampler, "_all_grids", None), list):  # (point, repeat) tuples: names sorted
+        sampler._all_grids.sort(key=lambda values: (values[1], values[0]))
+    return sampler
 
 
 class SweepObjective(Objective):
