@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+from pathlib import Path
 from typing import Any
 
 from explorer import schema
@@ -164,10 +165,21 @@ def create_sweep(name: str, storage_url: str, settings: dict) -> Any:
     """A new sweep in `storage_url` (a search with a grid sampler); ConfigError when the name is taken."""
     if SWEEP_ATTR not in settings:
         raise ConfigError("these settings are not a sweep's; build them with sweep_settings.")
-    return create_search(name, storage_url, settings)
+    try:
+        return create_search(name, storage_url, settings)
+    except ConfigError as err:
+        if "already exists" not in str(err):
+            raise
+        raise ConfigError(f"sweep {name!r} already exists in {storage_url}; run it with `python -m explorer sweep "
+                          f"run {name}` or pick another name.") from None
 
 
 def load_sweep(name: str, storage_url: str) -> tuple[Any, dict]:
+    """(study, settings) of sweep `name`; ConfigError naming the command that creates it when there is none."""
+    journal = Path(storage_url.removeprefix("journal:")).expanduser() if storage_url.startswith("journal:") else None
+    if journal is not None and not journal.is_file():
+        raise ConfigError(f"no sweep {name!r} at {journal}; create it with `python -m explorer sweep create {name} "
+                          f"--set NAME=V1,V2 --data SOURCE` (or give --storage / --runs-dir where it lives).")
     study, settings = load_search(name, storage_url)
     if SWEEP_ATTR not in settings:
         raise ConfigError(f"{name!r} is a search, not a sweep; read it with `python -m explorer search status "
