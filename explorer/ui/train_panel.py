@@ -20,7 +20,7 @@ import streamlit as st
 
 from explorer import schema
 from explorer.arch.config import ArchConfig
-from explorer.arch.cost import model_cost
+from explorer.arch.cost import TooLargeToBuild, buildable_cost, model_cost
 from explorer.arch.presets import PRESETS
 from explorer.engine.config import TrainConfig
 from explorer.engine.data import available_sources, load_dataset
@@ -303,7 +303,9 @@ def start_blocker(selection: Selection, train_cfg: TrainConfig | None, source: s
     if source == "folder:":
         return "enter an image folder above first."
     try:
-        model_cost(selection.cfg, selection.input_shape, selection.num_classes)
+        buildable_cost(selection.cfg, selection.input_shape, selection.num_classes)
+    except TooLargeToBuild as err:
+        return str(err)
     except ConfigError as err:
         shape = "×".join(map(str, selection.input_shape))
         return f"the network does not fit its {shape} input: {err}"
