@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import platform
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from explorer.engine.dataset import Dataset
 from explorer.engine.evaluate import predict_logits
 from explorer.errors import ExplorerError
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, library_versions
+from explorer.store.runner import LOGS_DIR
+from explorer.store.settings import default_runs_dir
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -211,7 +214,7 @@ def _export_onnx(model: PixelModel, input_shape: tuple[int, int, int]) -> bytes:
                                     verbose=False)
         return program.model_proto.SerializeToString()
     except Exception as err:  # the exporter raises many kinds; the first line is what a user can act on
-        raise ExportError(f"ONNX export failed: {_first_line(err)}") from None
+        raise _failure("ONNX export failed", err) from None
 
 
 def _opset(data: bytes) -> int | str:
@@ -229,7 +232,7 @@ def _export_torchscript(model: PixelModel, input_shape: tuple[int, int, int]) ->
         torch.jit.save(traced, buffer)
         return buffer.getvalue()
     except Exception as err:
-        raise ExportError(f"TorchScript export failed: {_first_line(err)}") from None
+        raise _failure("TorchScript export failed", err) from None
 
 
 def _onnx_runner(data: bytes) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -243,7 +246,7 @@ def _onnx_runner(data: bytes) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as err:
-        raise ExportError(f"onnxruntime cannot load the exported model: {_first_line(err)}") from None
+        raise _failure("onnxruntime cannot load the exported model", err) from None
     return lambda x: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
 
 
@@ -251,13 +254,25 @@ def _torchscript_runner(data: bytes) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as err:
-        raise ExportError(f"torch.jit.load cannot read the exported model: {_first_line(err)}") from None
+        raise _failure("torch.jit.load cannot read the exported model", err) from None
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return module(x)
 
     return run
+
+
+def _failure(what: str, err: BaseException) -> ExportError:
+    """ExportError with `what` and the exporter's first line; its whole traceback goes to a log file that the
+    message names (the exporters fail deep inside torch: the first line is for the user, the rest for a report)."""
+    log = default_runs_dir() / LOGS_DIR / f"export-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9}.log"
+    try:
+        atomic_write_bytes(log, "".join(traceback.format_exception(err)).encode())
+        where = f" (traceback in {log})"
+    except OSError:
+        where = " (its traceback could not be written to a log file)"
+    return ExportError(f"{what}: {_first_line(err)}{where}")
 
 
 def _first_line(err: BaseException) -> str:
@@ -277,7 +292,7 @@ def _check(loaded: LoadedCheckpoint, images: CheckImages, run: Callable[[torch.T
         exported = run(pixels).detach().float()
         single = run(pixels[:OTHER_BATCH]).detach().float()
     except Exception as err:
-        raise ExportError(f"the exported model fails to run: {_first_line(err)}") from None
+        raise _failure("the exported model fails to run", err) from None
     if exported.shape != reference.shape or single.shape != reference[:OTHER_BATCH].shape:
         raise ExportError(f"the exported model returns logits of shape {list(exported.shape)} for "
                           f"{list(pixels.shape)} pixels, expected {list(reference.shape)}.")

@@ -41,6 +41,8 @@ from explorer.errors import CheckpointError, ConfigError
 from explorer.files import open_regular, read_regular
 
 FORMAT_VERSION = 1
+DISTRIBUTION = "architecture-explorer"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"  # where the version is declared, once
 META_KEY = "explorer"
 WEIGHTS_NAME = "model.safetensors"
 OPTIMIZER_SUFFIX = ".optimizer.pt"
@@ -127,12 +129,25 @@ def library_versions() -> dict[str, str]:
 
 
 def _package_version() -> str:
-    try:
-        from importlib.metadata import version
+    """The installed distribution's version; run from the source tree (never installed), pyproject.toml's."""
+    from importlib.metadata import PackageNotFoundError, version
 
-        return version("architecture-explorer")
-    except Exception:  # not installed as a distribution (run from the source tree)
-        return "0.1.0"
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return _source_tree_version(PYPROJECT)
+
+
+def _source_tree_version(pyproject: Path) -> str:
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:
+        return "unknown (not installed; Python 3.10 cannot read pyproject.toml)"
+    try:
+        with open(pyproject, "rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return "unknown (not installed, no readable pyproject.toml)"
 
 
 def build_meta(model: Net, meta: dict) -> dict:

@@ -454,7 +454,10 @@ def live_view(source: Any, run_id: str, now: float | None = None) -> History:
     # A keyed container gives the browser tests a stable handle (CSS class st-key-train-status).
     with st.container(key="train-status"):
         _headline(history, run_id, time.time() if now is None else now)
-    _end_message(history, _record(source, run_id) if history.status == "stopped" else {})
+    record = _record(source, run_id)
+    for note in record.get("data_notes") or []:  # what loading skipped or changed, as `train` prints them
+        st.caption(f"Data note: {note}")
+    _end_message(history, record if history.status == "stopped" else {})
     if history.status in ("failed", "interrupted") and not history.epochs and not history.step:
         return history  # it ended before training a batch: its message says why, empty charts would not
     figures = charts.training_figures(history, revision=run_id)
