@@ -25,6 +25,19 @@ def _kind(mode: int) -> str:
     return next((name for test, name in KINDS.items() if test(mode)), "not a regular file")
 
 
+def _refusal(path: str | os.PathLike) -> str | None:
+    """Why `path` is not read when opening it failed (a socket cannot be opened at all), if it is not a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else _not_regular(path, mode)
+
+
+def _not_regular(path: str | os.PathLike, mode: int) -> str:
+    return f"{path} is {_kind(mode)}, not a regular file; only files are read."
+
+
 def open_regular(path: str | os.PathLike, max_bytes: int | None, error: type[ExplorerError]) -> BinaryIO:
     """`path` opened for reading; `error` (one line naming the path) for a missing or unreadable path, anything
     but a regular file, or a file over `max_bytes` (None: no size rule)."""
@@ -33,11 +46,12 @@ def open_regular(path: str | os.PathLike, max_bytes: int | None, error: type[Exp
     except FileNotFoundError:
         raise error(f"{path}: no such file; check the path.") from None
     except OSError as err:
-        raise error(f"{path}: cannot open it ({err.strerror or err}); give a regular file.") from None
+        raise error(_refusal(path) or f"{path}: cannot open it ({err.strerror or err}); give a regular file.") \
+            from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise error(f"{path} is {_kind(info.st_mode)}, not a regular file; only files are read.")
+            raise error(_not_regular(path, info.st_mode))
         if max_bytes is not None and info.st_size > max_bytes:
             raise error(f"{path} is {info.st_size:,} bytes, over the limit of {max_bytes:,} bytes; "
                         "nothing was read.")

@@ -26,9 +26,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from explorer import schema
 from explorer.arch.config import ArchConfig
 from explorer.arch.cost import model_cost
 from explorer.atomic import atomic_write_bytes
+from explorer.engine.config import TrainConfig
 from explorer.engine.data import load_dataset
 from explorer.engine.dataset import Dataset
 from explorer.engine.evaluate import predict_logits
@@ -464,11 +466,35 @@ def _training(meta: dict) -> list[str]:
     lines = ["## Training", "", f"- Data source: `{meta.get('data') or 'not recorded'}`"
              + (f" (fingerprint `{meta['data_fingerprint']}`)" if meta.get("data_fingerprint") else "")]
     if isinstance(train, dict):
-        lines += [f"- {key}: {', '.join(map(str, value)) or 'none' if isinstance(value, list) else value}"
-                  for key, value in train.items()]
+        lines += _setting_lines(train)
     else:
         lines += ["- Training settings: not recorded in the checkpoint."]
     return lines
+
+
+def _setting_lines(train: dict) -> list[str]:
+    """One line per training setting as the settings schema declares it: its label, its flag, the choice's label;
+    a key this version does not declare (a record from another version) is listed as it is."""
+    declared = {spec.name: spec for spec in schema.specs(TrainConfig)}
+    lines = []
+    for key, value in train.items():
+        spec = declared.get(key)
+        if spec is None:
+            lines.append(f"- {key}: {value}")
+            continue
+        lines.append(f"- {spec.label} (`{spec.flag}`): {_shown(spec, value)}")
+    return lines
+
+
+def _shown(spec: schema.Spec, value: object) -> str:
+    """A setting's value as its widget shows it: choice labels, lists joined ("none" when empty), on/off."""
+    if isinstance(value, list):
+        return ", ".join(spec.label_of(v) for v in value) or "none"
+    if spec.choices:
+        return spec.label_of(value)
+    if spec.kind == "bool":
+        return "on" if value else "off"
+    return str(value)
 
 
 def _export_check(check: ExportCheck) -> list[str]:
