@@ -124,12 +124,10 @@ def _folder_cached(source: str, path: Path, data_dir: Path, splits: dict, key: s
 def _read_cache(source: str, cache: Path) -> Dataset | None:
     """The dataset a cache file holds; None (decode again) when it cannot be used."""
     try:
-        saved = torch.load(cache, weights_only=True)
+        return Dataset(name=source, **torch.load(cache, weights_only=True))
     except EXPECTED_CACHE_ERRORS:
         return None
-    try:
-        return Dataset(name=source, **saved)
-    except Exception as err:  # any mismatch: the images are decoded again, and the cause said once
+    except Exception as err:  # anything else: the images are decoded again, and the cause said once
         if str(cache) not in _LOGGED:
             _LOGGED.add(str(cache))
             LOG.warning("the decoded-image cache %s cannot be used (%s: %s); decoding the images again. A cache "
@@ -189,10 +187,10 @@ def _decode_folder(source: str, splits: dict) -> Dataset:
 
 def _decode_split(listing: dict[str, list[Path]]) -> tuple[list[np.ndarray], list[int], list[Path]]:
     """Decoded images and their labels, and the files skipped as decompression bombs."""
-    files = [f for fs in listing.values() for f in fs]
-    labels = [i for i, fs in enumerate(listing.values()) for _ in fs]
     from PIL import Image
 
+    files = [f for fs in listing.values() for f in fs]
+    labels = [i for i, fs in enumerate(listing.values()) for _ in fs]
     # PIL releases the GIL while decoding, so threads use every core without worker processes.
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1)) as pool:
         # Set here, not in the threads (the filters are global): images past Pillow's limit are skipped and
