@@ -22,7 +22,7 @@ from typing import Any
 
 from explorer import schema
 from explorer.arch.config import ArchConfig
-from explorer.arch.cost import model_cost
+from explorer.arch.cost import buildable_cost
 from explorer.arch.presets import PRESETS
 from explorer.engine.config import TrainConfig
 from explorer.engine.recipes import RECIPES
@@ -128,7 +128,7 @@ def make_points(values_list: list[dict[str, Any]], arch: ArchConfig, train: Trai
         label = ", ".join(f"{k}={v}" for k, v in values.items()) or "base design"
         try:
             point_arch, point_train = apply_settings(arch, train, values)
-            cost = model_cost(point_arch, tuple(input_shape), num_classes)
+            cost = buildable_cost(point_arch, tuple(input_shape), num_classes)
         except ExplorerError as err:
             raise ConfigError(f"grid point {label}: {err}") from None
         points.append({"settings": values, "arch": point_arch.to_dict(), "train": point_train.to_dict(),
@@ -215,7 +215,7 @@ class SweepObjective(Objective):
                             ("flops", point["flops"]), ("config", {"arch": arch.to_dict(), "train": cfg.to_dict()})):
             trial.set_user_attr(attr, value)
         self._refuse_duplicate(trial, index, repeat)
-        return arch, cfg, model_cost(arch, tuple(self.settings["input_shape"]), self.settings["num_classes"]), \
+        return arch, cfg, buildable_cost(arch, tuple(self.settings["input_shape"]), self.settings["num_classes"]), \
             [0.0, 0.0]
 
     @staticmethod
