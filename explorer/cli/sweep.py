@@ -109,6 +109,10 @@ def _interval(row: dict) -> str:
     return f"{row['mean']:.1%}  [{row['low']:.1%}, {row['high']:.1%}]"
 
 
+def _value(value: object) -> str:
+    return "+".join(map(str, value)) or "none" if isinstance(value, list) else str(value)
+
+
 def print_status(summary: dict, as_json: bool) -> int:
     if as_json:
         print_json(summary)
@@ -116,6 +120,6 @@ def print_status(summary: dict, as_json: bool) -> int:
     print(f"sweep {summary['name']}: {summary['complete']} of {summary['runs']} runs complete "
           f"(test accuracy, mean and 95 % interval)")
     for row in summary["points"]:
-        label = ", ".join(f"{k}={v}" for k, v in row["settings"].items()) or "base design"
+        label = ", ".join(f"{k}={_value(v)}" for k, v in row["settings"].items()) or "base design"
         print(f"  {label:<48} n={row['n']}  {_interval(row)}")
     return 0
