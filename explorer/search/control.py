@@ -26,7 +26,7 @@ from explorer.atomic import atomic_write_bytes, atomic_write_json
 from explorer.errors import ConfigError
 from explorer.search.study import default_storage
 from explorer.store import settings as store_settings
-from explorer.store.runner import last_log_line, spawn_detached
+from explorer.store.process import last_log_line, logs_dir, spawn_detached
 from explorer.store.runs import owner_alive, process_start_ticks, this_process
 
 SEARCHES_DIR = "searches"
@@ -127,7 +127,7 @@ def start(name: str, workers: int = 1, trials: int | None = None, timeout: float
         raise ConfigError(f"search {name} is already running; stop it first.")
     folder = search_dir(name, runs_dir)
     argv = run_command(name, workers, trials, timeout, runs_dir, data_dir)
-    log = runs_dir / ".logs" / f"search-{name}-app.log"
+    log = logs_dir(runs_dir) / f"search-{name}-app.log"
     child = spawn_detached(argv, log)
     with _LOCK:
         _CHILDREN[name] = child

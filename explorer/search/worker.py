@@ -35,6 +35,7 @@ from explorer.errors import ConfigError, TrainingError
 from explorer.search.study import MAX_RETRY, _optuna, counted_trials, load_search
 from explorer.search.trial import Objective, WorkerStopped
 from explorer.store import settings as store_settings
+from explorer.store.process import child_env, last_log_line, logs_dir, spawn, threads_per_process
 from explorer.store.runs import owner_alive
 
 POLL_SECONDS = 0.5
@@ -120,12 +121,8 @@ def worker_command(name: str, storage_url: str, trials: int | None, timeout: flo
 
 
 def worker_env(workers: int) -> dict[str, str]:
-    from explorer.engine.train import available_cores
-
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    env.setdefault("EXPLORER_THREADS", str(max(1, available_cores() // workers)))
+    env = child_env()
+    env.setdefault("EXPLORER_THREADS", str(threads_per_process(workers)))
     env[store_settings.MAX_RUNS_ENV] = str(max(workers, store_settings.max_runs()))
     return env
 
@@ -140,12 +137,9 @@ class _Pool:
         self.stopping = False
 
     def start(self) -> subprocess.Popen:
-        self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"search-{self.name}-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.exits)}-" \
                           f"{len(self.children)}.log"
-        with open(log, "ab") as output:
-            child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                     env=self.env)
+        child = spawn(self.argv, log, self.env, detached=False)
         child.log = log  # type: ignore[attr-defined]
         self.children.append(child)
         return child
@@ -161,7 +155,7 @@ class _Pool:
             time.sleep(POLL_SECONDS)
             for child in [c for c in self.children if c.poll() is not None]:
                 self.children.remove(child)
-                self.exits.append((child.returncode, _last_line(child.log)))
+                self.exits.append((child.returncode, last_log_line(child.log)))
                 if child.returncode < 0 and not self.stopping and self.replacements < workers * \
                         MAX_REPLACEMENTS_PER_WORKER:
                     study, _ = load_search(self.name, self.storage_url)
@@ -180,7 +174,7 @@ def run_search(name: str, storage_url: str, workers: int = 1, trials: int | None
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout {timeout}: use a positive number of seconds.")
     load_search(name, storage_url)  # a missing search or storage fails here, before any process starts
-    logs = (Path(runs_dir) if runs_dir is not None else store_settings.default_runs_dir()) / ".logs"
+    logs = logs_dir(runs_dir if runs_dir is not None else store_settings.default_runs_dir())
     pool = _Pool(name, storage_url, worker_command(name, storage_url, trials, timeout, runs_dir, data_dir),
                  worker_env(workers), logs)
     previous = {s: signal.signal(s, lambda signum, frame: pool.stop(signal.SIGTERM))
@@ -199,14 +193,6 @@ def run_search(name: str, storage_url: str, workers: int = 1, trials: int | None
         raise ConfigError(f"every worker failed: {errors[-1]}")
     return {"workers": workers, "exit_codes": [code for code, _ in pool.exits], "replaced": pool.replacements,
             "stopped": pool.stopping}
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1].removeprefix("error: ") if lines else ""
 
 
 __all__ = ["run_worker", "run_search", "recover", "retry", "worker_command", "worker_env"]
