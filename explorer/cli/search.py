@@ -145,10 +145,12 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def _print_status(summary: dict, as_json: bool) -> int:
+    from explorer.search.study import STATES
+
     if as_json:
         print_json(summary)
         return 0
-    counts = ", ".join(f"{summary[k]} {k}" for k in ("complete", "running", "waiting", "pruned", "rejected", "failed"))
+    counts = ", ".join(f"{summary[k]} {k}" for k in STATES if summary[k] or k != "skipped")
     print(f"search {summary['name']}: {summary['trials']} trials ({counts})")
     for row in summary["pareto"]:
         print(f"  pareto: trial {row['number']:>4}  {row['params']:>9,} params  {row['flops'] / 1e6:8.2f} MFLOPs  "

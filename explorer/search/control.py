@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from explorer.atomic import atomic_write_bytes, atomic_write_json
 from explorer.errors import ConfigError
+from explorer.search.storage import hide_password
 from explorer.search.study import default_storage
 from explorer.store import settings as store_settings
 from explorer.store.process import last_log_line, logs_dir, spawn_detached
@@ -154,6 +156,11 @@ def stop(name: str, runs_dir: str | os.PathLike | None = None) -> bool:
     return True
 
 
+def shown_command(stamp: dict) -> str:
+    """The stamp's command, shell-quoted, with a database URL's password as *** (the page shows it)."""
+    return shlex.join(hide_password(str(part)) for part in stamp.get("command") or [])
+
+
 def last_message(name: str, runs_dir: str | os.PathLike) -> str:
     """The last line `search run` wrote to its log (why it stopped or failed), "" when there is none."""
     stamp = read_process(name, runs_dir) or {}
@@ -161,4 +168,5 @@ def last_message(name: str, runs_dir: str | os.PathLike) -> str:
 
 
 __all__ = ["list_searches", "running_searches", "is_running", "read_process", "start", "stop", "last_message",
-           "run_command", "search_dir", "check_name", "storage_of", "link_storage", "SEARCHES_DIR", "PROCESS_NAME"]
+           "run_command", "shown_command", "search_dir", "check_name", "storage_of", "link_storage", "SEARCHES_DIR",
+           "PROCESS_NAME"]

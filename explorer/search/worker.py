@@ -3,9 +3,11 @@
 Threads: K local workers get EXPLORER_THREADS = max(1, cores // K), so K workers never oversubscribe the cores
 (and at least K training slots, EXPLORER_MAX_RUNS, so none of them queues behind another).
 
---trials N counts for the whole search: Optuna's MaxTrialsCallback over COMPLETE and PRUNED trials (rejected
-ones included) stops a worker once the storage holds N of them; workers that were mid-trial finish theirs, so
-a search can end with up to K-1 more.
+--trials N counts for the whole search, and holds: the search ends with exactly N complete or pruned trials
+(rejected ones included). A failed trial does not count; its retry counts in its place. A worker starts no new
+trial once the complete, pruned and running ones reach N (a running trial of another worker is already one of
+the N). Two workers that ask for a trial at the same instant may both get one: the one numbered later finds N
+trials before it and is *skipped* (failed at once with user attr `skipped`, never trained nor retried).
 
 A worker killed mid-trial (SIGKILL, crash, reboot):
 - RDB storage: Optuna's heartbeat (10 s, grace 30 s) fails the stale trial and RetryHeartbeatStaleTrialCallback
@@ -28,11 +30,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from explorer.errors import ConfigError, TrainingError
-from explorer.search.study import MAX_RETRY, _optuna, counted_trials, load_search
+from explorer.errors import ConfigError, ExplorerError, TrainingError
+from explorer.search.study import MAX_RETRY, _optuna, counted_trials, load_search, trials_before
 from explorer.search.trial import Objective, WorkerStopped
 from explorer.store import settings as store_settings
 from explorer.store.process import child_env, last_log_line, logs_dir, spawn, threads_per_process
@@ -78,6 +81,24 @@ def recover(study: Any) -> list[int]:
     return recovered
 
 
+class SearchFull(ExplorerError):
+    """A trial started when the search already held its --trials (two workers asked at once): it is skipped."""
+
+
+def _within(objective: Callable[[Any], Any], trials: int) -> Callable[[Any], Any]:
+    """`objective`, except for a trial that finds the search full: that one is skipped (failed at once, user attr
+    `skipped`, never retried) and this worker stops."""
+
+    def run(trial: Any) -> Any:
+        if trials_before(trial.study, trial.number) >= trials:
+            trial.set_user_attr("skipped", f"the search already held its {trials} trials")
+            trial.study.stop()
+            raise SearchFull(f"trial {trial.number} skipped: the search already held its {trials} trials")
+        return objective(trial)
+
+    return run
+
+
 def run_worker(name: str, storage_url: str, trials: int | None = None, timeout: float | None = None,
                runs_dir: Path | None = None, data_dir: Path | None = None) -> dict:
     """Run trials in this process until the search has `trials` (or `timeout` seconds pass); a summary."""
@@ -87,15 +108,15 @@ def run_worker(name: str, storage_url: str, trials: int | None = None, timeout: 
     runs_dir = Path(runs_dir) if runs_dir is not None else store_settings.default_runs_dir()
     data_dir = Path(data_dir) if data_dir is not None else store_settings.default_data_dir()
     objective = Objective(name, storage_url, settings, runs_dir, data_dir)
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     callbacks = [lambda s, t: recover(s)]
     if trials is not None:
         if counted_trials(study) >= trials:
             return {"worker": os.getpid(), "trials_run": 0, "stopped": False}
-        callbacks.insert(0, optuna.study.MaxTrialsCallback(trials, states=states))
+        callbacks.append(lambda s, t: s.stop() if counted_trials(s) >= trials else None)
+        objective = _within(objective, trials)
     stopped = False
     try:
-        study.optimize(objective, timeout=timeout, catch=(TrainingError,), callbacks=callbacks,
+        study.optimize(objective, timeout=timeout, catch=(TrainingError, SearchFull), callbacks=callbacks,
                        gc_after_trial=False)
     except WorkerStopped:
         stopped = True

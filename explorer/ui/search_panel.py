@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -24,6 +23,7 @@ from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import ConfigError, ExplorerError
 from explorer.search import control
 from explorer.search.space import load_space, space_around
+from explorer.search.storage import check_app_storage
 from explorer.search.study import (
     MIN_FOR_IMPORTANCE,
     create_search,
@@ -116,6 +116,9 @@ def _run_options(state: MutableMapping[str, Any]) -> tuple[int, int | None]:
 def create_and_start(state: MutableMapping[str, Any], budget: int) -> str:
     """Create the search the widgets describe on its default journal and start it; ExplorerError says why not."""
     runs_dir, data_dir = _dirs()
+    database = str(state[STORAGE]).strip()
+    if database:  # before anything is created: a refused storage leaves no folder and no file behind
+        check_app_storage(database, runs_dir)
     name = control.check_name(state[NAME] or time.strftime("search-%Y%m%d-%H%M%S"))
     space = load_space(state[SPACE])
     source = source_of(state)
@@ -124,7 +127,6 @@ def create_and_start(state: MutableMapping[str, Any], budget: int) -> str:
     settings.check_app_source(source)
     by_time = state[PER_TRIAL] == "seconds per trial"
     flops_budget = float(state[FLOPS_BUDGET]) or None
-    database = str(state[STORAGE]).strip()
     # A database search's trials upload their checkpoints beside its pointer (point other machines' workers at
     # a shared folder with `search create --artifacts` from the CLI).
     artifacts = str(control.search_dir(name, runs_dir) / "artifacts") if database else None
@@ -321,7 +323,7 @@ def _controls(name: str, running: bool) -> None:
         info.caption(f"Not running. Last message: {control.last_message(name, runs_dir) or '—'}")
     if stamp.get("command"):
         with st.expander("The command (run it on other machines with a database --storage)"):
-            st.code(shlex.join(stamp["command"]), language="bash", wrap_lines=True)
+            st.code(control.shown_command(stamp), language="bash", wrap_lines=True)
 
 
 def _metrics(trial_rows: list[dict]) -> None:
@@ -432,7 +434,7 @@ def _picker() -> str | None:
 
 def watch(state: MutableMapping[str, Any]) -> str:
     """Link a search that lives in a database (created from the CLI or another machine) so the page lists it."""
-    name, url = control.check_name(state[WATCH_NAME]), str(state[WATCH_URL]).strip()
+    name, url = control.check_name(state[WATCH_NAME]), check_app_storage(state[WATCH_URL], _dirs()[0])
     load_search(name, url)  # ConfigError: no such search there, or the database cannot be reached
     control.link_storage(name, url, _dirs()[0])
     state[PICK] = name
