@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 
@@ -259,16 +258,15 @@ def test_a_trial_that_finds_the_search_full_is_skipped_and_stops_its_worker(runs
 
     storage = _create("full", runs_dir)
     study, settings = load_search("full", storage)
-    early, late = study.ask(), study.ask()  # two workers asking at the same instant for the last of 1 trial
-    assert counted_trials(study) == 2 and trials_before(study, late.number) == 1
+    early = study.ask()  # another worker's trial, asked an instant before: the last of --trials 1
     trained = []
-    with pytest.raises(SearchFull):
-        _within(trained.append, 1)(late)
-    _within(trained.append, 1)(early)
-    assert trained == [early]  # the earlier one runs, the later one is skipped untrained
-    study.tell(late, state=optuna.trial.TrialState.FAIL)
-    (skipped,) = [r for r in rows(study) if r["number"] == late.number]
+    # This worker asked at the same instant: its trial (numbered later) finds the search full.
+    study.optimize(_within(trained.append, 1), n_trials=5, catch=(SearchFull,))
+    assert trained == [] and len(study.trials) == 2  # skipped untrained, and the worker stopped asking
+    (skipped,) = [r for r in rows(study) if r["number"] != early.number]
     assert skipped["state"] == "skipped" and skipped["reason"] == "the search already held its 1 trials"
+    assert trials_before(study, skipped["number"]) == 1 and trials_before(study, early.number) == 0
+    study.tell(early, 0.5)
     assert counted_trials(study) == 1 and status(study, settings)["skipped"] == 1
 
 

@@ -156,6 +156,35 @@ def stop(name: str, runs_dir: str | os.PathLike | None = None) -> bool:
     return True
 
 
+def slot_waits(trial_rows: list[dict], runs_dir: str | os.PathLike) -> dict[int, str]:
+    """{trial number: "waiting for a training slot (N runs hold them)"} for running trials whose run (in this runs
+    folder) is queued: at most EXPLORER_MAX_RUNS runs train at once, whoever started them."""
+    from explorer.store.runner import Slots
+    from explorer.store.runs import RunError, read_run
+
+    waiting = []
+    for row in trial_rows:
+        if row["state"] != "running" or not row.get("run_id"):
+            continue
+        with contextlib.suppress(RunError):  # a trial trained on another machine: its run is not here
+            if read_run(row["run_id"], runs_dir)["status"] == "queued":
+                waiting.append(row["number"])
+    if not waiting:
+        return {}
+    holders = Slots(Path(runs_dir), store_settings.max_runs()).busy()
+    words = f"{holders} run holds it" if holders == 1 else f"{holders} runs hold them"
+    return dict.fromkeys(waiting, f"waiting for a training slot ({words})")
+
+
+def run_options(stamp: dict) -> tuple[int, int] | None:
+    """(workers, trials; 0: until stopped) the stamp's `search run` was started with, None without a stamp."""
+    argv = [str(part) for part in stamp.get("command") or []]
+    if "--workers" not in argv:
+        return None
+    value = {flag: int(argv[argv.index(flag) + 1]) for flag in ("--workers", "--trials") if flag in argv}
+    return value["--workers"], value.get("--trials", 0)
+
+
 def shown_command(stamp: dict) -> str:
     """The stamp's command, shell-quoted, with a database URL's password as *** (the page shows it)."""
     return shlex.join(hide_password(str(part)) for part in stamp.get("command") or [])
@@ -168,5 +197,5 @@ def last_message(name: str, runs_dir: str | os.PathLike) -> str:
 
 
 __all__ = ["list_searches", "running_searches", "is_running", "read_process", "start", "stop", "last_message",
-           "run_command", "shown_command", "search_dir", "check_name", "storage_of", "link_storage", "SEARCHES_DIR",
-           "PROCESS_NAME"]
+           "run_command", "shown_command", "slot_waits", "search_dir", "check_name", "storage_of", "link_storage",
+           "SEARCHES_DIR", "PROCESS_NAME", "run_options"]

@@ -54,6 +54,7 @@ TRIAL, LONGER_EPOCHS, BASELINE = "search.trial", "search.longer_epochs", "search
 STORAGE, WATCH_URL, WATCH_NAME = "search.storage", "search.watch_url", "search.watch_name"
 SPACE_FILE, SPACE_WIDGET_ERROR = "search.space_file", "search.space_widget_error"
 ERROR, SWITCH, SPACE_FROM = "search.error", "search.switch_to", "search.space_from"
+OPTIONS_OF = "search.options_of"  # the search whose last run options the workers / trials boxes were set from
 # Widgets of a page not in view lose their state; their values are kept under KEEP + key between visits.
 WIDGETS = (PICK, TRIAL, NAME, SOURCE, FOLDER, SYNTHETIC_SIZE, PER_TRIAL, TRIAL_SECONDS, TRIAL_EPOCHS, OBJECTIVE,
            FLOPS_BUDGET, SPACE, WORKERS, TRIALS, LONGER_EPOCHS, BASELINE, STORAGE)
@@ -307,15 +308,27 @@ def workers_and_trials() -> None:
 # --- a picked search ----------------------------------------------------------------------------------------
 
 
+def seed_run_options(state: MutableMapping[str, Any], name: str, stamp: dict) -> None:
+    """The workers / trials boxes of a picked search show what its last `search run` was started with (what was
+    entered, also after a reload or on another server), once per pick so a user's edit stays."""
+    if state.get(OPTIONS_OF) == name:
+        return
+    state[OPTIONS_OF] = name
+    options = control.run_options(stamp)
+    if options is not None:
+        state[WORKERS], state[TRIALS] = options
+
+
 def _controls(name: str, running: bool) -> None:
     runs_dir = _dirs()[0]
+    stamp = control.read_process(name, runs_dir) or {}
+    seed_run_options(st.session_state, name, stamp)
     if not running:
         workers_and_trials()
     start, stop, info = st.columns([1, 1, 4])
     start.button("Continue search", type="primary", key="search.continue", disabled=running, width="stretch",
                  on_click=_on_continue, args=(name,))
     stop.button("Stop", key="search.stop", disabled=not running, width="stretch", on_click=_on_stop, args=(name,))
-    stamp = control.read_process(name, runs_dir) or {}
     if running:
         info.caption(f":material/autorenew: **running** (pid {stamp.get('pid')}); the charts update every "
                      f"{POLL_SECONDS:g} s.")
@@ -336,11 +349,15 @@ def live_view(name: str) -> list[dict] | None:
     """Counts, Pareto fronts, history and the trials table of `name`; its rows (None when it cannot be read)."""
     try:
         study, study_settings = load_search(name, control.storage_of(name, _dirs()[0]))
-        trial_rows = rows(study)
+        trial_rows = with_slot_waits(rows(study), _dirs()[0])
     except ExplorerError as err:
         st.error(str(err))
         return None
     _metrics(trial_rows)
+    for row in trial_rows:
+        if row.get("waiting_for_slot"):
+            st.info(f"Trial {row['number']} is {row['reason']}: at most {settings.max_runs()} runs train at once "
+                    f"({settings.MAX_RUNS_ENV}); it starts when one ends.", icon=":material/hourglass_top:")
     budget = study_settings.get("budget")
     left, right = st.columns(2)
     left.plotly_chart(search_charts.pareto_figure(trial_rows, "params", budget, revision=name),
@@ -366,6 +383,13 @@ def live_view(name: str) -> list[dict] | None:
                                 "Test accuracy": st.column_config.NumberColumn(format="%.1f %%"),
                                 "Seconds": st.column_config.NumberColumn(format="%.1f")})
     return trial_rows
+
+
+def with_slot_waits(trial_rows: list[dict], runs_dir: Any) -> list[dict]:
+    """The rows, a running trial whose run waits for a training slot saying so in its reason."""
+    waits = control.slot_waits(trial_rows, runs_dir)
+    return [r | {"reason": waits[r["number"]], "waiting_for_slot": True} if r["number"] in waits else r
+            for r in trial_rows]
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
