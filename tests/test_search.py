@@ -368,3 +368,17 @@ class _no_raise:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_counting_trials_never_hides_a_storage_error_as_zero():
+    """It used to suppress every exception and answer 0: a worker then started trials past --trials."""
+    from explorer.search.study import counted_trials, trials_before
+
+    class Unreadable:
+        def get_trials(self, **kwargs):
+            raise OSError("journal unreadable")
+
+    with pytest.raises(OSError, match="journal unreadable"):
+        counted_trials(Unreadable())
+    with pytest.raises(OSError):
+        trials_before(Unreadable(), 3)
