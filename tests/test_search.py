@@ -382,3 +382,23 @@ def test_counting_trials_never_hides_a_storage_error_as_zero():
         counted_trials(Unreadable())
     with pytest.raises(OSError):
         trials_before(Unreadable(), 3)
+
+
+def test_a_trial_whose_training_failed_says_why_and_a_new_one_takes_its_place(runs_dir, monkeypatch):
+    import explorer.search.trial as trial_module
+    from explorer.errors import TrainingError
+
+    real_run, calls = trial_module.TrialRun.run, []
+
+    def fails_once(self):
+        calls.append(self)
+        if len(calls) == 1:
+            raise TrainingError("run r1 failed: the loss is NaN at epoch 1, batch 3")
+        return real_run(self)
+
+    monkeypatch.setattr(trial_module.TrialRun, "run", fails_once)
+    storage = _create("fails", runs_dir)
+    run_worker("fails", storage, trials=1, runs_dir=runs_dir)
+    first, second = rows(load_search("fails", storage)[0])
+    assert first["state"] == "failed" and first["reason"] == "run r1 failed: the loss is NaN at epoch 1, batch 3"
+    assert second["state"] == "complete" and second["reason"] is None  # --trials 1: one trained trial

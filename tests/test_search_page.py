@@ -281,3 +281,11 @@ def test_a_setting_switched_to_a_range_starts_at_its_declared_search_range(app):
     app.selectbox(key=editor.ADD).set_value("train.bn_bias_lr").run()
     app.selectbox(key=editor.key("train", "bn_bias_lr", "mode")).set_value("range").run()
     assert _space(app)["train"]["bn_bias_lr"] == {"low": 0.01, "high": 100.0, "log": True}  # limits, log scale
+
+
+def test_a_refused_storage_is_said_before_start_and_start_is_disabled(app, tmp_path):
+    app.text_input(key=search_panel.STORAGE).set_value(f"sqlite:///{tmp_path}/any.db").run()
+    assert any("the app keeps sqlite files inside the runs folder" in e.value for e in app.error)
+    assert app.button(key="search.start").disabled and not (tmp_path / "any.db").exists()
+    app.text_input(key=search_panel.STORAGE).set_value("postgresql+psycopg://u:pw@db.example/s").run()
+    assert not app.error and app.button(key="search.start").disabled is False

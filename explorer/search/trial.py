@@ -233,6 +233,9 @@ class Objective:
         started = time.monotonic()
         try:
             process.run()  # TrainingError when training failed: the trial is FAIL
+        except TrainingError as err:
+            trial.set_user_attr("failed_because", str(err))  # the trials table says why
+            raise
         finally:
             if process.run_id:
                 trial.set_user_attr("run_id", process.run_id)

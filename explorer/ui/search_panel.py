@@ -107,6 +107,17 @@ def space_error(text: str) -> str | None:
     return None
 
 
+def storage_error(text: str) -> str | None:
+    """Why the Storage box's URL is refused (before anything is created), None when it is empty or accepted."""
+    if not str(text).strip():
+        return None
+    try:
+        check_app_storage(text, _dirs()[0])
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
 # --- callbacks (they run before the script, so widget keys may still be set) -----------------------------------
 
 
@@ -286,7 +297,7 @@ def _new_search(selection: Selection) -> None:
         _trial_settings()
     with right:
         _space_editor(selection)
-    problem = space_error(state[SPACE])
+    problem = space_error(state[SPACE]) or storage_error(state[STORAGE])
     if problem:
         st.error(problem)
     workers_and_trials()
