@@ -8,11 +8,12 @@ The space is a JSON object (docs/search.md):
               "kernel": {"choices": [3, 5]}, "pool": {"choices": ["none", "max"]}, ...},
      "train": {"lr": {"low": 0.05, "high": 0.4, "log": true}, "augment": {"choices": [[], ["flip", "crop"]]}}}
 
-An entry is a fixed value, `{"choices": [...]}` or `{"low": L, "high": H[, "log": true][, "step": S]}`. Every
-ConvBlock field (out_channels is `width`) is sampled per block; `depth`, `width` (a range for each block's
-width) or `widths` + `width_multiplier`, `fc_layers` + `fc_units` are the search's own knobs; the rest are
-ArchConfig / TrainConfig fields, checked against their declaration in explorer.schema (ranges inside its
-limits, choices among its choices). `check_space` refuses a bad space with one line naming the field.
+An entry is a fixed value, `{"choices": [...]}` or `{"low": L, "high": H[, "log": true][, "step": S]}`. The
+settings a space may hold are the ConvBlock / ArchConfig / TrainConfig fields declared `searchable=True` in their
+`setting(...)` (explorer.schema), nothing listed here: ConvBlock fields are sampled per block (out_channels is
+the knob `width`); `depth`, `width` (a range for each block's width) or `widths` + `width_multiplier`,
+`fc_layers` + `fc_units` are the search's own knobs. Every entry is checked against its declaration (ranges
+inside its limits, choices among its choices); `check_space` refuses a bad space with one line naming the field.
 """
 
 from __future__ import annotations
