@@ -175,6 +175,11 @@ def test_a_search_range_narrower_than_the_limits_is_declared_once_and_used():
     assert space_around("fast")["arch"]["dropout"] == {"low": 0.0, "high": 0.3}
     assert space_around("fast")["train"]["label_smoothing"] == {"low": 0.0, "high": 0.3}
     assert spec_of(TrainConfig, "lr").search_span == (1e-8, 100.0)  # no search_range: the limits
+    from explorer.schema import json_schema
+
+    dropout = json_schema(ArchConfig)["properties"]["dropout"]
+    assert dropout["x-searchable"] is True and dropout["x-search-range"] == [0.0, 0.3]
+    assert "x-searchable" not in json_schema(TrainConfig)["properties"]["epochs"]
 
     import dataclasses
 
