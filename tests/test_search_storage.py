@@ -180,3 +180,12 @@ def test_a_damaged_line_before_the_last_is_refused_with_one_line_saying_how(fini
                         "it (the trials they record are lost).") and len(err.splitlines()) == 1
     with pytest.raises(ConfigError):
         repair_journal(journal)
+
+
+def test_a_journal_elsewhere_in_the_runs_folder_is_listed_through_its_pointer(runs_dir):
+    journal = f"journal:{runs_dir}/shared/s2.log"
+    create_search("s2", check_app_storage(journal, runs_dir), make_settings(TINY, "synthetic:200", trial_epochs=1))
+    control.link_storage("s2", journal, runs_dir)
+    assert "s2" in control.list_searches(runs_dir) and control.storage_of("s2", runs_dir) == journal
+    control.link_storage("s3", control.storage_of("s3", runs_dir), runs_dir)  # its default: no pointer written
+    assert not (runs_dir / "searches" / "s3").exists()

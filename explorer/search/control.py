@@ -75,11 +75,13 @@ def storage_of(name: str, runs_dir: str | os.PathLike) -> str:
 
 
 def link_storage(name: str, url: str, runs_dir: str | os.PathLike) -> None:
-    """Remember that search `name` lives in the storage `url` (a database): the page lists, runs and watches it."""
+    """Remember that search `name` lives in the storage `url` (a database, or a journal that is not its default
+    one): the page lists, runs and watches it."""
     url = url.strip()
-    if not url or url.startswith("journal:"):
-        raise ConfigError("a storage pointer is for a database URL, e.g. postgresql+psycopg://user@host/db; "
-                          "journal searches live in their own folder.")
+    if not url:
+        raise ConfigError("a storage pointer needs a URL, e.g. postgresql+psycopg://user@host/db.")
+    if url == default_storage(name, runs_dir):
+        return  # found where every search's default journal is: no pointer needed
     folder = search_dir(name, runs_dir)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / STORAGE_NAME, url.encode())  # mkstemp's file: owner-only (0600)
