@@ -58,7 +58,7 @@ from explorer.store.events import (
     Stopped,
     parse_event,
 )
-from explorer.store.process import last_log_line, logs_dir, spawn_detached
+from explorer.store.process import LOGS_DIR, last_log_line, logs_dir, spawn_detached
 from explorer.store.runs import (
     EVENTS_NAME,
     RECORD_NAME,
@@ -529,4 +529,4 @@ class Runner:
 
 
 __all__ = ["Runner", "RunProcess", "RunSpec", "Slots", "thread_budget", "new_run_id", "check_spec",
-           "resume_state", "SLOTS_DIR"]
+           "resume_state", "SLOTS_DIR", "LOGS_DIR"]  # LOGS_DIR: defined in store/process.py, re-exported
