@@ -92,7 +92,8 @@ def test_every_field_is_fully_declared(cls: type, spec: schema.Spec) -> None:
 
 def test_the_classes_keep_their_field_names_and_defaults() -> None:
     # Run records and checkpoints on disk hold these names: renaming one breaks every stored run.
-    assert schema.names(ConvBlock) == ("out_channels", "kernel", "padding", "stride", "pool", "residual")
+    assert schema.names(ConvBlock) == ("out_channels", "kernel", "padding", "stride", "pool", "residual", "block",
+                                       "groups", "dilation", "expand", "se", "norm")
     assert schema.names(ArchConfig) == ("conv", "fc", "batchnorm", "dropout", "dropout_conv", "activation",
                                         "pool_first", "head")
     assert TrainConfig().to_dict() == {
@@ -101,7 +102,8 @@ def test_the_classes_keep_their_field_names_and_defaults() -> None:
         "bn_frozen_scale": False, "bn_bias_lr": 1.0, "loss": "cross_entropy", "label_smoothing": 0.0,
         "augment": [], "alternate_flips": False, "crop_padding": 4, "normalization": "dataset", "ema": 0.0,
         "tta_flip": False, "tta_translate": 0, "seed": 0, "device": "auto", "precision": "auto", "log_every": 50}
-    assert ConvBlock(8) == ConvBlock(out_channels=8, kernel=3, padding="same", stride=1, pool="none", residual=False)
+    assert ConvBlock(8) == ConvBlock(out_channels=8, kernel=3, padding="same", stride=1, pool="none", residual=False,
+                                     block="plain", groups=1, dilation=1, expand=4, se=0.0, norm="auto")
 
 
 def test_a_field_declared_without_setting_is_refused() -> None:

@@ -1,0 +1,196 @@
+"""The block vocabulary (block types, groups, dilation, squeeze-excitation, norms, Mish): the shape plan, the
+model built from it and the analytic cost, checked against numel, FlopCounterMode and torchinfo."""
+
+import pytest
+import torch
+import torchinfo
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
+
+from explorer import ArchConfig, ConfigError, ConvBlock, build_model, model_cost
+from explorer.arch.config import ACTIVATIONS, BLOCKS, HEADS, NORMS
+from explorer.arch.plan import layer_shapes
+
+VALID = {"checked": 0}  # how many configs the exactness test really built (hypothesis may reject some)
+
+
+def measured(cfg: ArchConfig, input_shape: tuple[int, int, int], classes: int) -> tuple[int, int, int]:
+    """(numel of the parameters, FlopCounterMode FLOPs, torchinfo mult-adds) of the built model at batch 1."""
+    model = build_model(cfg, input_shape, classes).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        out = model(torch.zeros(1, *input_shape))
+    assert out.shape == (1, classes)
+    stats = torchinfo.summary(model, input_size=(1, *input_shape), device="cpu", verbose=0, mode="eval")
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops(), stats.total_mult_adds
+
+
+@st.composite
+def new_blocks(draw) -> ConvBlock:
+    kind = draw(st.sampled_from(BLOCKS))
+    depthwise_only = kind in ("inverted", "convnext")
+    return ConvBlock(
+        out_channels=4 * draw(st.integers(1, 6)),
+        kernel=draw(st.sampled_from((1, 3, 5, 7))),
+        padding="same" if kind != "plain" else draw(st.sampled_from(("same", "valid"))),
+        stride=draw(st.sampled_from((1, 2))),
+        pool=draw(st.sampled_from(("none", "max", "avg"))),
+        block=kind,
+        groups=draw(st.sampled_from((1, 0) if depthwise_only else (1, 2, 4, 0))),
+        dilation=draw(st.sampled_from((1, 2, 3))),
+        expand=draw(st.integers(1, 4)),
+        se=draw(st.sampled_from((0.0, 0.25, 0.5))),
+        norm=draw(st.sampled_from([n for n in NORMS if not (kind == "convnext" and n == "none")])),
+    )
+
+
+@st.composite
+def configs(draw) -> tuple[ArchConfig, tuple[int, int, int], int]:
+    cfg = ArchConfig(
+        conv=tuple(draw(st.lists(new_blocks(), min_size=1, max_size=4))),
+        fc=tuple(draw(st.lists(st.integers(1, 32), max_size=1))),
+        batchnorm=draw(st.booleans()),
+        activation=draw(st.sampled_from(ACTIVATIONS)),
+        pool_first=draw(st.booleans()),
+        head=draw(st.sampled_from(HEADS)),
+    )
+    shape = (draw(st.sampled_from((1, 3, 4))), draw(st.integers(6, 24)), draw(st.integers(6, 24)))
+    return cfg, shape, draw(st.integers(2, 10))
+
+
+@settings(max_examples=130, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(configs())
+def test_new_blocks_cost_exactly_what_pytorch_counts(case) -> None:
+    cfg, shape, classes = case
+    try:
+        cfg.validate(shape)
+    except ConfigError:
+        assume(False)
+    cost = model_cost(cfg, shape, classes)
+    assert (cost.params, cost.flops, cost.torchinfo_mult_adds) == measured(cfg, shape, classes)
+    VALID["checked"] += 1
+
+
+def test_the_exactness_test_checked_at_least_100_configs() -> None:
+    """Runs after the hypothesis test in this file (pytest keeps file order): the goal is >= 100 mutated configs."""
+    if VALID["checked"] == 0:
+        pytest.skip("run the whole file: the count comes from the hypothesis test above")
+    assert VALID["checked"] >= 100
+
+
+def _cfg(*blocks: ConvBlock, **net) -> ArchConfig:
+    return ArchConfig(conv=blocks, head="avgpool", **net)
+
+
+def test_every_block_type_has_its_layers_and_a_skip_where_it_should() -> None:
+    plans = layer_shapes(_cfg(ConvBlock(16), ConvBlock(32, block="basic", stride=2),
+                              ConvBlock(32, block="bottleneck"), ConvBlock(32, block="inverted", expand=2),
+                              ConvBlock(48, block="convnext")), (3, 16, 16))
+    kinds = [[layer.op for layer in plan.main] for plan in plans]
+    assert kinds[1] == ["conv", "act", "conv"]  # no BatchNorm toggle: norm auto is none
+    assert kinds[2] == ["conv", "act", "conv", "act", "conv"]
+    assert [layer.module for layer in plans[3].main] == ["conv", "act", "conv2", "act2", "conv3"]
+    assert plans[3].main[2].groups == 64  # depthwise on 32 x 2 channels
+    assert [layer.op for layer in plans[4].main] == ["conv", "norm", "conv", "act", "conv"]
+    assert plans[4].main[1].variant == "layer"  # convnext's auto norm
+    assert plans[0].shortcut is None
+    assert [layer.name for layer in plans[1].shortcut] == ["conv2.proj"]  # 16 -> 32 channels, stride 2
+    assert plans[2].shortcut == () and plans[3].shortcut == ()  # identity: the shape is kept
+    assert [layer.name for layer in plans[4].shortcut] == ["conv5.proj", "conv5.proj_norm"]  # 32 -> 48
+    assert plans[1].out_shape == (32, 8, 8) and plans[4].out_shape == (48, 8, 8)
+
+
+def test_basic_block_matches_a_hand_counted_resnet_block() -> None:
+    # 16 -> 32 channels, stride 2 on 3 x 8 x 8 after a 16-channel stem: conv 16*32*9, conv 32*32*9, proj 16*32,
+    # three BatchNorms of 32 (2 x 32 each), no conv biases (a norm follows each).
+    cfg = _cfg(ConvBlock(16, kernel=1), ConvBlock(32, block="basic", stride=2), batchnorm=True)
+    cost = model_cost(cfg, (3, 8, 8), 10)
+    block = sum(layer.params for layer in cost.layers if layer.name.startswith("conv2"))
+    assert block == 16 * 32 * 9 + 32 * 32 * 9 + 16 * 32 + 3 * 2 * 32
+    macs = sum(layer.macs for layer in cost.layers if layer.name.startswith("conv2"))
+    assert macs == 4 * 4 * (32 * 16 * 9 + 32 * 32 * 9 + 32 * 16)
+
+
+def test_squeeze_excitation_costs_its_two_small_layers() -> None:
+    base, se = (model_cost(_cfg(ConvBlock(32, se=ratio)), (3, 8, 8)) for ratio in (0.0, 0.25))
+    assert se.params - base.params == (32 * 8 + 8) + (8 * 32 + 32)
+    assert se.macs - base.macs == 2 * 32 * 8
+
+
+def test_groups_and_dilation_change_params_and_shape_as_expected() -> None:
+    depthwise = model_cost(_cfg(ConvBlock(8, kernel=1), ConvBlock(8, groups="depthwise")), (3, 8, 8))
+    dense = model_cost(_cfg(ConvBlock(8, kernel=1), ConvBlock(8)), (3, 8, 8))
+    assert dense.params - depthwise.params == 8 * 8 * 9 - 8 * 9
+    # dilation 2 with 'valid' padding: a 3x3 kernel spans 5 pixels, 8 -> 4
+    assert layer_shapes(_cfg(ConvBlock(4, padding="valid", dilation=2)), (3, 8, 8))[0].out_shape == (4, 4, 4)
+    assert layer_shapes(_cfg(ConvBlock(4, dilation=3)), (3, 8, 8))[0].out_shape == (4, 8, 8)
+
+
+@pytest.mark.parametrize("blocks, message", [
+    ((ConvBlock(6), ConvBlock(8, groups=4)), r"conv2 groups: 4 groups do not divide the conv conv's 6 input"),
+    ((ConvBlock(8, block="convnext", norm="none"),), r"conv1 norm: a convnext block needs a norm"),
+    ((ConvBlock(8, block="basic", residual=True),), r"conv1 residual: a basic block has its own skip"),
+    ((ConvBlock(8, block="basic", padding="valid"),), r"conv1 padding: a basic block needs padding 'same'"),
+    ((ConvBlock(8, block="inverted", groups=2),), r"conv1 groups: the k×k conv of a inverted block is depthwise"),
+    ((ConvBlock(8), ConvBlock(8, groups=0, stride=2, pool="max"), ConvBlock(8, groups=0, stride=2, pool="max")),
+     r"conv3: max-pooling a 1x1 map leaves nothing"),
+    ((ConvBlock(8, kernel=7, padding="valid", dilation=3),), r"conv1: the 8x8 feature map is smaller than its 7x7 "
+                                                             r"kernel \(dilated to 19x19\)"),
+])
+def test_impossible_blocks_get_one_message_naming_the_field_and_the_fix(blocks, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _cfg(*blocks).validate((3, 8, 8))
+
+
+def test_depthwise_is_a_word_for_groups_zero_in_json_and_flags() -> None:
+    from explorer import schema
+
+    cfg = ArchConfig.from_dict({"conv": [{"out_channels": 8, "groups": "depthwise"}]})
+    assert cfg.conv[0].groups == 0 and cfg.to_dict()["conv"][0]["groups"] == 0
+    assert ConvBlock(8, groups="depthwise") == cfg.conv[0]
+    assert schema.parse_text(schema.spec_of(ConvBlock, "groups"), "depthwise") == 0
+    with pytest.raises(ConfigError, match="conv1 groups"):
+        ArchConfig.from_dict({"conv": [{"out_channels": 8, "groups": "pointwise"}]})
+
+
+def test_old_configs_keep_their_defaults_and_their_meaning() -> None:
+    old = {"conv": [{"out_channels": 8, "kernel": 3, "padding": "same", "stride": 1, "pool": "max",
+                     "residual": False}], "fc": [], "batchnorm": True, "dropout": 0.0, "dropout_conv": False,
+           "activation": "gelu", "head": "maxpool"}
+    cfg = ArchConfig.from_dict(old)
+    block = cfg.conv[0]
+    assert (block.block, block.groups, block.dilation, block.se, block.norm) == ("plain", 1, 1, 0.0, "auto")
+    assert list(build_model(cfg, (3, 8, 8)).state_dict()) == [
+        "features.0.conv.weight", "features.0.conv.bias", "features.0.bn.weight", "features.0.bn.bias",
+        "features.0.bn.running_mean", "features.0.bn.running_var", "features.0.bn.num_batches_tracked",
+        "classifier.0.weight", "classifier.0.bias"]
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "group", "none"])
+def test_each_norm_is_the_module_it_names(norm: str) -> None:
+    model = build_model(_cfg(ConvBlock(16, block="basic", norm=norm)), (3, 8, 8))
+    kinds = {type(m).__name__ for m in model.features[0].modules()}
+    expected = {"batch": "BatchNorm2d", "layer": "LayerNorm2d", "group": "GroupNorm", "none": None}[norm]
+    assert (expected in kinds) if expected else not kinds & {"BatchNorm2d", "LayerNorm2d", "GroupNorm"}
+    if norm == "layer":  # channels-last LayerNorm: each position's channels have mean 0, std 1 (before scale)
+        ln = model.features[0].norm
+        y = ln(torch.randn(2, 16, 4, 4) * 3 + 1)
+        assert torch.allclose(y.mean(1), torch.zeros(2, 4, 4), atol=1e-5)
+
+
+def test_a_checkpoint_saved_by_main_before_the_new_blocks_loads_and_predicts_the_same() -> None:
+    """tests/data/main-2026-12-05.*: saved by main at 94c9815 (pool first, a residual block, BatchNorm, dropout)."""
+    import json
+    from pathlib import Path
+
+    from explorer.store.checkpoint import load_checkpoint
+
+    data = Path(__file__).parent / "data"
+    expected = json.loads((data / "main-2026-12-05.logits.json").read_text())
+    loaded = load_checkpoint(data / "main-2026-12-05.safetensors")
+    assert all(b.block == "plain" and b.norm == "auto" for b in loaded.arch.conv)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = loaded.model.eval()(x)
+    assert torch.allclose(logits, torch.tensor(expected["logits"]), atol=1e-6)
+    assert model_cost(loaded.arch, (3, 16, 16), 4).params == expected["params"]
