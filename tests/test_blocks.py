@@ -194,3 +194,56 @@ def test_a_checkpoint_saved_by_main_before_the_new_blocks_loads_and_predicts_the
         logits = loaded.model.eval()(x)
     assert torch.allclose(logits, torch.tensor(expected["logits"]), atol=1e-6)
     assert model_cost(loaded.arch, (3, 16, 16), 4).params == expected["params"]
+
+
+def test_fit_to_budget_keeps_groups_dividing_the_widths() -> None:
+    from explorer import fit_to_budget
+
+    cfg = _cfg(ConvBlock(16), ConvBlock(32, groups=4), ConvBlock(64, groups="depthwise", block="basic"),
+               ConvBlock(64, block="bottleneck", groups=2, expand=2), ConvBlock(96, block="inverted"))
+    assert model_cost(cfg, (3, 16, 16)).params > 40_000
+    fitted = fit_to_budget(cfg, budget=20_000, input_shape=(3, 16, 16))
+    assert 15_000 < model_cost(fitted, (3, 16, 16)).params <= 20_000
+    widths = [b.out_channels for b in fitted.conv]
+    assert widths[0] < 16 and widths[0] % 4 == 0 and widths[1] % 4 == 0  # conv2's 4 groups split both
+    assert widths[2] == 2 * widths[1] and widths[3] % 4 == 0  # depthwise x 2; bottleneck: 2 groups x expand 2
+
+
+VOCABULARY_NET = ArchConfig(
+    conv=(ConvBlock(8, block="basic", norm="batch", se=0.25), ConvBlock(16, block="bottleneck", stride=2, groups=2,
+                                                                       expand=2, norm="group"),
+          ConvBlock(16, block="inverted", expand=2, dilation=2, pool="avg"), ConvBlock(24, block="convnext", kernel=7),
+          ConvBlock(24, groups="depthwise", norm="layer", pool="max")),
+    activation="mish", head="avgpool", fc=(12,))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_every_new_block_exports_and_predicts_what_the_checkpoint_does(tmp_path, fmt: str) -> None:
+    pytest.importorskip("onnxruntime")
+    from explorer.inspect.export import check_images, export_model
+    from explorer.store.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(VOCABULARY_NET, (3, 16, 16), 4)
+    path = save_checkpoint(tmp_path / "ckpt", model, {"data": "synthetic:64", "classes": list("abcd")})
+    loaded = load_checkpoint(path)
+    result = export_model(loaded, fmt, check_images(loaded), "net." + fmt)
+    assert result.check.agree == 64 and result.check.max_abs_diff < 1e-4
+    assert "bottleneck, 2 groups, expand 2, group norm" in result.card and "inverted" in result.card
+
+
+def test_the_diagram_draws_one_box_per_block_with_skips_and_projections() -> None:
+    from explorer.ui.arch_diagram import diagram_blocks, diagram_svg
+
+    cost = model_cost(VOCABULARY_NET, (3, 16, 16), 4)
+    blocks = {b.name: b for b in diagram_blocks(cost)}
+    assert [n for n in blocks if n.startswith("conv")] == ["conv1", "conv2", "conv3", "conv3.pool", "conv4", "conv5",
+                                                          "conv5.pool"]
+    assert sum(b.params for b in blocks.values()) == cost.params  # every row's parameters are in some box
+    # conv1: 3 -> 8 channels (projected); conv2: stride 2 (projected); conv3 keeps its shape (identity skip)
+    assert [(blocks[n].residual, blocks[n].projection) for n in ("conv1", "conv2", "conv3", "conv4", "conv5")] == [
+        (True, True), (True, True), (True, False), (True, True), (False, False)]
+    assert blocks["conv2"].shape == (16, 8, 8) and blocks["conv1"].shape == (8, 16, 16)  # not the SE's squeeze
+    svg = diagram_svg(cost)
+    assert svg.count('class="skip"') == 4 and svg.count('data-projection="true"') == 3

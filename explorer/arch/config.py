@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,11 +177,28 @@ class ArchConfig:
             raise ConfigError(f"architecture JSON is not valid JSON: {err}.") from None
 
     def scaled(self, factor: float) -> ArchConfig:
-        """Every conv and FC width multiplied by `factor` (at least 1); residual widths stay equal."""
-        blocks = tuple(dataclasses.replace(b, out_channels=max(1, min(MAX_CHANNELS, round(b.out_channels * factor))))
-                       for b in self.conv)
+        """Every conv and FC width multiplied by `factor` (at least 1); residual widths stay equal, widths stay
+        multiples of the groups that split them, and a depthwise block keeps its multiple of its input width."""
+        blocks: list[ConvBlock] = []
+        for i, block in enumerate(self.conv):
+            step = _width_step(block, self.conv[i + 1] if i + 1 < len(self.conv) else None)
+            width = max(step, min(MAX_CHANNELS, round(block.out_channels * factor / step) * step))
+            if block.groups == 0 and block.block in ("plain", "basic") and i:  # out = in x multiplier
+                width = blocks[-1].out_channels * max(1, block.out_channels // self.conv[i - 1].out_channels)
+            blocks.append(dataclasses.replace(block, out_channels=width))
         fc = tuple(max(1, min(MAX_UNITS, round(u * factor))) for u in self.fc)
-        return dataclasses.replace(self, conv=blocks, fc=fc)
+        return dataclasses.replace(self, conv=tuple(blocks), fc=fc)
+
+
+def _width_step(block: ConvBlock, following: ConvBlock | None) -> int:
+    """What a block's width must be a multiple of: the groups of its own k x k conv (times the bottleneck's
+    reduction) and of the next block's, which takes it as input."""
+    step = 1
+    if block.groups > 1 and block.block in ("plain", "basic", "bottleneck"):
+        step = math.lcm(step, block.groups * (block.expand if block.block == "bottleneck" else 1))
+    if following is not None and following.groups > 1 and following.block == "plain":
+        step = math.lcm(step, following.groups)
+    return step
 
 
 __all__ = ["ArchConfig", "ConvBlock", "BlockPlan", "layer_shapes", "head_features"]
