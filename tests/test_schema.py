@@ -100,7 +100,9 @@ def test_the_classes_keep_their_field_names_and_defaults() -> None:
         "epochs": 2, "batch_size": 128, "test_batch_size": 1000, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
         "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0, "whiten": False, "dirac_init": False,
         "bn_frozen_scale": False, "bn_bias_lr": 1.0, "loss": "cross_entropy", "label_smoothing": 0.0,
-        "augment": [], "alternate_flips": False, "crop_padding": 4, "normalization": "dataset", "ema": 0.0,
+        "augment": [], "alternate_flips": False, "crop_padding": 4, "rotate": 0.0, "color_jitter": 0.0,
+        "sharpen": 0.0, "cutout": 0, "mixup": 0.0, "cutmix": 0.0, "mix_ramp_epochs": 0, "normalization": "dataset",
+        "ema": 0.0,
         "tta_flip": False, "tta_translate": 0, "seed": 0, "device": "auto", "precision": "auto", "log_every": 50}
     assert ConvBlock(8) == ConvBlock(out_channels=8, kernel=3, padding="same", stride=1, pool="none", residual=False,
                                      block="plain", groups=1, dilation=1, expand=4, se=0.0, norm="auto")
@@ -172,7 +174,8 @@ def test_ui_state_keys_derive_from_the_schema() -> None:
     assert {schema.spec_of(ArchConfig, n).group for n in arch_keys.GLOBAL_FIELDS} <= {"layers", "classifier"}
     assert train_keys.FIELDS == schema.names(TrainConfig)
     assert train_keys.FLOAT_FIELDS == {"lr", "momentum", "weight_decay", "warmup_epochs", "bn_bias_lr",
-                                      "label_smoothing", "ema"}
+                                      "label_smoothing", "ema", "rotate", "color_jitter", "sharpen", "mixup",
+                                      "cutmix"}
     for cfg in PRESETS.values():
         assert arch_keys.arch_from_values(arch_keys.arch_to_values(cfg)) == cfg
     for cfg in RECIPES.values():
