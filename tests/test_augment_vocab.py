@@ -135,3 +135,12 @@ def test_synthetic_data_still_learns_with_each_on(tiny_dataset, setting) -> None
     result = train(TINY, cfg, tiny_dataset)
     assert result.status == "finished"
     assert result.metrics["test_accuracy"] > 0.6  # 10 classes: chance is 0.1
+
+
+def test_whitening_a_depthwise_first_conv_is_refused_with_the_fix(tiny_dataset) -> None:
+    arch = ArchConfig(conv=(ConvBlock(6, groups="depthwise"), ConvBlock(8, block="convnext")), head="avgpool")
+    with pytest.raises(ConfigError, match="whiten needs a first conv that sees every input channel"):
+        _Session(arch, FAST.replace(whiten=True), tiny_dataset)
+    inverted = ArchConfig(conv=(ConvBlock(8, block="inverted", expand=2),), head="avgpool")
+    session = _Session(inverted, FAST.replace(whiten=True), tiny_dataset)  # its first conv is a full 1x1
+    assert not session.model.features[0].conv.weight.requires_grad
