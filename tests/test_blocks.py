@@ -247,3 +247,14 @@ def test_the_diagram_draws_one_box_per_block_with_skips_and_projections() -> Non
     assert blocks["conv2"].shape == (16, 8, 8) and blocks["conv1"].shape == (8, 16, 16)  # not the SE's squeeze
     svg = diagram_svg(cost)
     assert svg.count('class="skip"') == 4 and svg.count('data-projection="true"') == 3
+
+
+def test_a_link_carries_the_new_blocks_and_training_vocabulary() -> None:
+    from explorer import RECIPES
+    from explorer.ui.links import Design, decode, encode
+
+    train = RECIPES["fast"].replace(mixup=0.4, mix_ramp_epochs=3, rotate=15.0, cutout=8, color_jitter=0.2,
+                                    sharpen=1.0, optimizer="adamw", schedule="cosine", warmup_epochs=1.0)
+    design = Design(arch=VOCABULARY_NET, train=train, preset=None, recipe=None)
+    back = decode(encode(design))
+    assert back.arch == VOCABULARY_NET and back.train == train
