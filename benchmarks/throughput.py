@@ -192,9 +192,9 @@ def _vocabulary_nets() -> dict:
     }
 
 
-def vocabulary_rates(data: Dataset, rounds: int) -> dict:
-    """Training images/s (train() itself, the `fast` recipe at batch 256, the second epoch over PRESET_STEPS
-    batches) of each net with channels_last and with the default (NCHW) layout; each pair's best of `rounds`."""
+def vocabulary_rates(data: Dataset, rounds: int, steps: int) -> dict:
+    """Training images/s (train() itself, the `fast` recipe at batch 256, the second epoch over `steps` batches)
+    of each net with channels_last and with the default (NCHW) layout; each pair's best of `rounds`."""
     from explorer.engine import train as train_module
 
     cfg = RECIPES["fast"].replace(epochs=2, tta_flip=False, tta_translate=0, test_batch_size=500, device="cpu")
@@ -205,7 +205,7 @@ def vocabulary_rates(data: Dataset, rounds: int) -> dict:
                 original = train_module.memory_format_for
                 train_module.memory_format_for = lambda _arch, _device, fmt=fmt: fmt
                 try:
-                    result = train(arch, cfg, subset(data, cfg.batch_size * PRESET_STEPS, 500))
+                    result = train(arch, cfg, subset(data, cfg.batch_size * steps, 500))
                 finally:
                     train_module.memory_format_for = original
                 row = out.setdefault(name, {"params": model_cost(arch).params, "mflops": model_cost(arch).flops / 1e6})
@@ -230,10 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; each pipeline's best is kept")
     parser.add_argument("--vocabulary", action="store_true",
                         help="only time fast beside depthwise / inverted nets, with and without channels_last")
+    parser.add_argument("--steps", type=int, default=0, help="--vocabulary: batches per timed epoch (default 30)")
     args = parser.parse_args(argv)
     if args.vocabulary:
-        folder = args.folder if (args.folder / "train").is_dir() else None
-        rates = vocabulary_rates(load_dataset(f"folder:{folder}") if folder else _synthetic_cifar(), args.rounds)
+        # Synthetic 32x32 images: the step's speed does not depend on the pixels, and loading is instant.
+        steps = args.steps or PRESET_STEPS
+        rates = vocabulary_rates(load_dataset(f"synthetic:{256 * steps}"), args.rounds, steps)
         for name, row in rates.items():
             print(f"{name:>10}  {row['params']:>8,} params  {row['mflops']:5.1f} MFLOPs  channels_last "
                   f"{row['channels_last']:>6,.0f} img/s  NCHW {row['nchw']:>6,.0f} img/s")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer import schema
-from explorer.arch.plan import BlockPlan, head_features, layer_shapes
+from explorer.arch.plan import MAX_INPUT_CHANNELS, MAX_INPUT_SIZE, BlockPlan, head_features, layer_shapes
 from explorer.errors import ConfigError
 from explorer.schema import setting
 
@@ -31,6 +31,8 @@ MAX_CONV_BLOCKS = 8
 MAX_FC_LAYERS = 4
 MAX_CHANNELS = 1024
 MAX_UNITS = 4096
+# MAX_INPUT_CHANNELS and MAX_INPUT_SIZE, what a design's input may be, are declared in plan.py beside the check.
+CLASSES_RANGE = (2, 1000)  # what the sidebar and a link may set (a checkpoint may carry more: cost.py)
 
 
 @dataclass(frozen=True)
@@ -201,4 +203,5 @@ def _width_step(block: ConvBlock, following: ConvBlock | None) -> int:
     return step
 
 
-__all__ = ["ArchConfig", "ConvBlock", "BlockPlan", "layer_shapes", "head_features"]
+__all__ = ["ArchConfig", "ConvBlock", "BlockPlan", "layer_shapes", "head_features", "MAX_INPUT_CHANNELS",
+           "MAX_INPUT_SIZE"]
