@@ -127,11 +127,9 @@ def test_groups_and_dilation_change_params_and_shape_as_expected() -> None:
 
 
 @pytest.mark.parametrize("blocks, message", [
-    ((ConvBlock(6), ConvBlock(8, groups=4)), r"conv2 groups: 4 groups do not divide the conv conv's 6 input"),
+    ((ConvBlock(6), ConvBlock(8, groups=4)), r"conv2 groups: 4 groups do not divide the k×k conv's 6 input"),
     ((ConvBlock(8, block="convnext", norm="none"),), r"conv1 norm: a convnext block needs a norm"),
-    ((ConvBlock(8, block="basic", residual=True),), r"conv1 residual: a basic block has its own skip"),
     ((ConvBlock(8, block="basic", padding="valid"),), r"conv1 padding: a basic block needs padding 'same'"),
-    ((ConvBlock(8, block="inverted", groups=2),), r"conv1 groups: the k×k conv of a inverted block is depthwise"),
     ((ConvBlock(8), ConvBlock(8, groups=0, stride=2, pool="max"), ConvBlock(8, groups=0, stride=2, pool="max")),
      r"conv3: max-pooling a 1x1 map leaves nothing"),
     ((ConvBlock(8, kernel=7, padding="valid", dilation=3),), r"conv1: the 8x8 feature map is smaller than its 7x7 "
@@ -151,6 +149,15 @@ def test_depthwise_is_a_word_for_groups_zero_in_json_and_flags() -> None:
     assert schema.parse_text(schema.spec_of(ConvBlock, "groups"), "depthwise") == 0
     with pytest.raises(ConfigError, match="conv1 groups"):
         ArchConfig.from_dict({"conv": [{"out_channels": 8, "groups": "pointwise"}]})
+
+
+def test_residual_on_a_block_with_its_own_skip_changes_nothing() -> None:
+    with_switch = _cfg(ConvBlock(8), ConvBlock(16, block="basic", residual=True))
+    assert model_cost(with_switch) == model_cost(_cfg(ConvBlock(8), ConvBlock(16, block="basic")))
+    # the k x k conv of inverted and convnext blocks is depthwise whatever groups says
+    for kind in ("inverted", "convnext"):
+        assert model_cost(_cfg(ConvBlock(8), ConvBlock(16, block=kind, groups=2))) == model_cost(
+            _cfg(ConvBlock(8), ConvBlock(16, block=kind)))
 
 
 def test_old_configs_keep_their_defaults_and_their_meaning() -> None:
@@ -258,3 +265,41 @@ def test_a_link_carries_the_new_blocks_and_training_vocabulary() -> None:
     design = Design(arch=VOCABULARY_NET, train=train, preset=None, recipe=None)
     back = decode(encode(design))
     assert back.arch == VOCABULARY_NET and back.train == train
+
+
+def test_a_search_over_the_new_vocabulary_samples_nets_that_build_as_costed() -> None:
+    import optuna
+
+    from explorer.search.space import check_space, sample, space_around
+
+    space = space_around("fast")
+    space["arch"] |= {"block": {"choices": list(BLOCKS)}, "groups": {"choices": [1, 0, 2]},
+                      "dilation": {"choices": [1, 2]}, "expand": {"low": 1, "high": 4}, "se": {"low": 0.0, "high": 0.5},
+                      "norm": {"choices": ["auto", "layer", "group"]}, "activation": {"choices": ["gelu", "mish"]}}
+    space["train"] |= {"mixup": {"low": 0.0, "high": 1.0}, "cutout": {"low": 0, "high": 16},
+                       "rotate": {"low": 0.0, "high": 20.0}}
+    check_space(space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    built, kinds = 0, set()
+    for _ in range(40):
+        trial = study.ask()
+        try:
+            arch, train = sample(trial, space, epochs=2)
+            cost = model_cost(arch)  # the analytic rejection: a ConfigError here is a rejected trial
+        except ConfigError:
+            study.tell(trial, 0.0)
+            continue
+        study.tell(trial, 0.0)
+        assert 0.0 <= train.mixup <= 1.0 and 0 <= train.cutout <= 16
+        model = build_model(arch)
+        assert sum(p.numel() for p in model.parameters()) == cost.params
+        kinds |= {b.block for b in arch.conv}
+        built += 1
+    assert built >= 10 and len(kinds) >= 3  # the rest: groups that do not divide a sampled width (rejected)
+
+
+def test_pool_first_changes_only_plain_blocks() -> None:
+    cfg = _cfg(ConvBlock(8, pool="max"), ConvBlock(16, block="basic", pool="max"), batchnorm=True, pool_first=True)
+    plans = layer_shapes(cfg, (3, 16, 16))
+    assert plans[0].main[1].op == "pool"  # plain: conv -> pool -> bn -> act
+    assert [layer.op for layer in plans[1].post] == ["act", "pool"] and plans[1].out_shape == (16, 4, 4)

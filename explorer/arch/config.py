@@ -45,36 +45,40 @@ class ConvBlock:
 
     out_channels: int = setting(label="Out channels", low=1, high=MAX_CHANNELS, step=1, scale="log",
                                 help="filters of the convolution, e.g. 32")
-    kernel: int = setting(3, label="Kernel (k×k)", choices=KERNELS, widget="segmented_control")
-    padding: str = setting("same", label="Padding", choices=PADDINGS, widget="segmented_control",
+    kernel: int = setting(3, searchable=True, label="Kernel (k×k)", choices=KERNELS, widget="segmented_control")
+    padding: str = setting("same", searchable=True, label="Padding", choices=PADDINGS, widget="segmented_control",
                            help="'same' keeps H×W (pads k//2); 'valid' shrinks the map by k−1.")
-    stride: int = setting(1, label="Stride", choices=STRIDES, widget="segmented_control")
-    pool: str = setting("none", label="Pooling after (2×2)", choices=POOLS, widget="segmented_control")
+    stride: int = setting(1, searchable=True, label="Stride", choices=STRIDES, widget="segmented_control")
+    pool: str = setting("none", searchable=True, label="Pooling after (2×2)", choices=POOLS, widget="segmented_control")
     # Identity skip around the block (ResNet style); needs same width, stride 1 and 'same' padding.
-    residual: bool = setting(False, label="Residual (identity skip)",
+    residual: bool = setting(False, searchable=True, label="Residual (identity skip)",
                              help="Plain blocks: adds the block's input to its output; needs equal widths, stride 1, "
-                                  "padding 'same'. The other block types have their own skip.")
+                                  "padding 'same'. The other block types have their own skip (this switch does not "
+                                  "change them).")
     # The block types of the best small nets; every default is the plain block of before, so old records,
     # checkpoints and links describe the same network.
-    block: str = setting("plain", label="Block type", choices=BLOCKS,
+    block: str = setting("plain", searchable=True, label="Block type", choices=BLOCKS,
                          labels={"plain": "plain (conv → norm → act)", "basic": "basic (ResNet, 2 convs + skip)",
                                  "bottleneck": "bottleneck (1×1 → k×k → 1×1 + skip)",
                                  "inverted": "inverted (MobileNetV2)", "convnext": "ConvNeXt"},
                          help="basic and bottleneck add a skip with a 1×1 projection when widths or strides differ; "
                               "inverted skips only when the shape is kept; convnext always skips.")
-    groups: int = setting(1, label="Groups of the k×k conv (0 = depthwise)", low=0, high=MAX_CHANNELS, step=1,
+    groups: int = setting(1, searchable=True, search_range=(0, 4),
+                          label="Groups of the k×k conv (0 = depthwise)", low=0, high=MAX_CHANNELS, step=1,
                           named={"depthwise": 0}, labels={0: "depthwise"},
                           help="Splits the k×k conv's channels into groups (fewer parameters); 0 or 'depthwise': one "
-                               "group per input channel. Must divide its input and output channels.")
-    dilation: int = setting(1, label="Dilation", choices=DILATIONS, widget="segmented_control",
+                               "group per input channel. Must divide its input and output channels. inverted and "
+                               "convnext blocks: their k×k conv is depthwise whatever this says.")
+    dilation: int = setting(1, searchable=True, label="Dilation", choices=DILATIONS, widget="segmented_control",
                             help="Spaces the kernel's taps: a 3×3 kernel with dilation 2 sees 5×5.")
-    expand: int = setting(4, label="Expansion", low=1, high=MAX_EXPAND, step=1,
+    expand: int = setting(4, searchable=True, search_range=(1, 6), label="Expansion", low=1, high=MAX_EXPAND, step=1,
                           help="inverted and convnext: hidden width = input × expand; bottleneck: its k×k conv "
                                "has out_channels ÷ expand channels.")
-    se: float = setting(0.0, label="Squeeze-excitation ratio (0 = off)", low=0.0, high=1.0, step=0.0625, fmt="%g",
+    se: float = setting(0.0, searchable=True, search_range=(0.0, 0.5),
+                        label="Squeeze-excitation ratio (0 = off)", low=0.0, high=1.0, step=0.0625, fmt="%g",
                         help="Gates each channel by a 2-layer MLP of the channel means, hidden width = channels × "
                              "ratio, e.g. 0.25.")
-    norm: str = setting("auto", label="Norm", choices=NORMS,
+    norm: str = setting("auto", searchable=True, label="Norm", choices=NORMS,
                         labels={"auto": "auto (the BatchNorm toggle; convnext: layer)", "batch": "BatchNorm",
                                 "layer": "LayerNorm (channels)", "group": "GroupNorm", "none": "none"})
 
@@ -85,6 +89,11 @@ class ConvBlock:
 
     def check(self, where: str) -> None:
         schema.check(self, where + " ")
+
+    @property
+    def plain_residual(self) -> bool:
+        """A plain block with the identity skip (the other block types have their own skip)."""
+        return self.block == "plain" and self.residual
 
 
 @dataclass(frozen=True)
@@ -98,21 +107,22 @@ class ArchConfig:
         (), label="Hidden FC layers", low=1, high=MAX_UNITS, step=1, scale="log", max_items=MAX_FC_LAYERS,
         item_label="fc{i} units", items_word="hidden layers", group="classifier",
         help="widths of the hidden fully connected layers, e.g. 120,84")
-    batchnorm: bool = setting(False, label="BatchNorm after every conv and hidden FC", widget="toggle",
+    batchnorm: bool = setting(False, searchable=True, label="BatchNorm after every conv and hidden FC", widget="toggle",
                               group="layers")
-    dropout: float = setting(0.0, label="Dropout rate (hidden FC layers)", low=0.0, high=0.9, step=0.05,
+    dropout: float = setting(0.0, searchable=True, search_range=(0.0, 0.3), label="Dropout rate (hidden FC layers)",
+                             low=0.0, high=0.9, step=0.05,
                              fmt="%.2f", widget="slider", group="layers")
-    dropout_conv: bool = setting(False, label="Dropout on conv blocks too", group="layers")
-    activation: str = setting("relu", label="Activation", choices=ACTIVATIONS, group="layers",
+    dropout_conv: bool = setting(False, searchable=True, label="Dropout on conv blocks too", group="layers")
+    activation: str = setting("relu", searchable=True, label="Activation", choices=ACTIVATIONS, group="layers",
                               labels={"relu": "ReLU", "leaky_relu": "LeakyReLU", "gelu": "GELU", "silu": "SiLU",
                                       "mish": "Mish"})
     # Max-pool commutes with BatchNorm (positive scale) and a monotone activation, so pooling first is nearly
     # the same function; BN and the activation dominate a CPU training step at full resolution.
     pool_first: bool = setting(
-        False, label="Pool right after the conv", widget="toggle", group="layers",
+        False, searchable=True, label="Pool right after the conv", widget="toggle", group="layers",
         help="conv → pool → BatchNorm → activation: BatchNorm and the activation run on a 4× smaller map, "
              "~1.7× faster training on a CPU. Blocks with a residual skip keep pooling after the sum.")
-    head: str = setting("flatten", label="Head", choices=HEADS, group="classifier",
+    head: str = setting("flatten", searchable=True, label="Head", choices=HEADS, group="classifier",
                         labels={"flatten": "flatten", "avgpool": "global avg pool", "maxpool": "global max pool"},
                         help="flatten keeps every position; global pooling keeps one value per channel.")
 
@@ -126,15 +136,9 @@ class ArchConfig:
         for i, block in enumerate(self.conv, 1):
             if block.block == "plain":
                 continue
-            if block.residual:
-                raise ConfigError(f"conv{i} residual: a {block.block} block has its own skip; turn residual off "
-                                  f"(it is for plain blocks).")
             if block.padding != "same":
                 raise ConfigError(f"conv{i} padding: a {block.block} block needs padding 'same' (its skip adds "
                                   f"maps of one size); set padding to same.")
-            if block.block in ("inverted", "convnext") and block.groups not in (0, 1):
-                raise ConfigError(f"conv{i} groups: the k×k conv of a {block.block} block is depthwise already; "
-                                  f"set groups to 1.")
             if block.block == "convnext" and block.norm == "none":
                 raise ConfigError(f"conv{i} norm: a convnext block needs a norm after its depthwise conv; use "
                                   f"layer (or auto), batch or group.")
@@ -142,12 +146,12 @@ class ArchConfig:
     def _check_residuals(self) -> None:
         for i, block in enumerate(self.conv, 1):
             in_ch = self.conv[i - 2].out_channels if i > 1 else None
-            if block.residual and (block.stride != 1 or block.padding != "same"):
+            if block.plain_residual and (block.stride != 1 or block.padding != "same"):
                 raise ConfigError(
                     f"conv{i}: a residual block must keep the shape (stride 1, padding 'same'); "
                     f"it has stride {block.stride}, padding {block.padding!r}. Turn residual off or change them."
                 )
-            if block.residual and in_ch is not None and in_ch != block.out_channels:
+            if block.plain_residual and in_ch is not None and in_ch != block.out_channels:
                 raise ConfigError(
                     f"conv{i}: a residual block needs as many input as output channels "
                     f"({in_ch} in, {block.out_channels} out). Set its width to {in_ch} or turn residual off."
@@ -155,7 +159,7 @@ class ArchConfig:
 
     def pools_first(self, block: ConvBlock) -> bool:
         """Whether `block` runs conv -> pool -> [BN] -> act: pool_first on, a pooling, and no skip to add after."""
-        return self.pool_first and block.pool != "none" and not block.residual
+        return self.pool_first and block.pool != "none" and block.block == "plain" and not block.residual
 
     def validate(self, input_shape: tuple[int, int, int] = (3, 32, 32)) -> None:
         """Raise ConfigError if the feature map cannot go through every layer for this input shape."""

@@ -103,7 +103,7 @@ class _Path:
                 + (f" (dilated to {reach}x{reach})" if dilation > 1 else "")
                 + f" (input {self.input_size}). Use padding 'same', a smaller kernel or dilation, "
                   f"fewer stride-2/pooling steps before it, or fewer conv blocks.")
-        _check_groups(self.where, c, out_ch, groups, module)
+        _check_groups(self.where, c, out_ch, groups)
         out = (out_ch, (h + 2 * pad - reach) // stride + 1, (w + 2 * pad - reach) // stride + 1)
         return self.add(module, "conv", out, kernel=kernel, stride=stride, pad=pad, dilation=dilation,
                         groups=groups, bias=bias)
@@ -130,11 +130,11 @@ class _Path:
         return self.add("pool", "pool", (c, h // 2, w // 2), variant=pool)
 
 
-def _check_groups(where: str, in_ch: int, out_ch: int, groups: int, module: str) -> None:
+def _check_groups(where: str, in_ch: int, out_ch: int, groups: int) -> None:
     if in_ch % groups or out_ch % groups:
         fits = [g for g in range(1, in_ch + 1) if in_ch % g == 0 and out_ch % g == 0]
         raise ConfigError(
-            f"{where} groups: {groups} groups do not divide the {module} conv's {in_ch} input and {out_ch} output "
+            f"{where} groups: {groups} groups do not divide the k×k conv's {in_ch} input and {out_ch} output "
             f"channels; use one of {', '.join(map(str, fits[-6:]))}"
             + (" or 'depthwise' with as many output channels as input" if out_ch != in_ch else "")
             + ", or change the widths.")
@@ -169,7 +169,7 @@ def _plain(cfg: ArchConfig, block: ConvBlock, main: _Path, norm: str) -> tuple[S
     if cfg.pools_first(block):
         main.pool(block.pool)
     main.norm("bn", norm).act("act", cfg.activation).se(block.se)
-    return (None if not block.residual else main.shape), False
+    return (main.shape if block.plain_residual else None), False
 
 
 def _basic(cfg: ArchConfig, block: ConvBlock, main: _Path, norm: str) -> tuple[Shape | None, bool]:
@@ -251,7 +251,7 @@ def layer_shapes(cfg: ArchConfig, input_shape: tuple[int, int, int]) -> list[Blo
     plans = []
     for i, block in enumerate(cfg.conv, 1):
         name = f"conv{i}"
-        if block.residual and i == 1 and shape[0] != block.out_channels:
+        if block.plain_residual and i == 1 and shape[0] != block.out_channels:
             raise ConfigError(
                 f"{name}: a residual block needs as many input as output channels ({shape[0]} in, "
                 f"{block.out_channels} out). Turn residual off on the first block.")
