@@ -80,6 +80,9 @@ class InferencePolicy:
         return self.logits(model, x_uint8, mean, std, batch_size, device).softmax(dim=1)
 
 
+NO_TTA = InferencePolicy()  # one forward pass per image: what an exported graph does
+
+
 def predict_logits(model: nn.Module, x_uint8: torch.Tensor, mean: list[float], std: list[float],
                    batch_size: int = 1000, device: torch.device | str | None = None,
                    tta_flip: bool = False, tta_translate: int = 0) -> torch.Tensor:
@@ -280,6 +283,6 @@ def evaluate_checkpoint(loaded: Any, dataset: Any, batch_size: int = 1000, devic
         tta_flip=policy.tta_flip, tta_translate=policy.tta_translate, notes=notes, policy=policy.describe(device))
 
 
-__all__ = ["InferencePolicy", "evaluate_model", "evaluate_checkpoint", "Evaluation", "predict_logits",
+__all__ = ["InferencePolicy", "NO_TTA", "evaluate_model", "evaluate_checkpoint", "Evaluation", "predict_logits",
            "confusion_matrix", "per_class_accuracy", "most_confused_pairs", "misclassified_examples",
            "default_device", "model_device"]
