@@ -316,44 +316,29 @@ def _resume_section(loaded: LoadedCheckpoint) -> None:
     run_id = loaded.path.parent.name if loaded.path and (loaded.path.parent / RECORD_NAME).is_file() else None
     if run_id is None:
         return
-    st.subheader("Resume training")
     record = next((r for r in list_runs(settings.default_runs_dir(), check_events=False) if r["id"] == run_id), {})
+    if not record.get("arch"):
+        return  # unreadable record: nothing to resume from
+    st.subheader("Resume training")
     if record.get("status") == "interrupted":
         st.warning(record.get("message") or "This run was interrupted.")
     left, right = st.columns([1, 2])
     epochs = left.number_input("More epochs", 1, 1000, value=2, step=1, key=RESUME_EPOCHS)
     right.write("")
     if right.button(f"Resume training for {epochs} more epochs", key="ckpt.resume"):
-        st.session_state[RESUME_MESSAGE] = _start_resume(loaded, run_id, int(epochs))
+        st.session_state[RESUME_MESSAGE] = _start_resume(record, int(epochs))
     message = st.session_state.get(RESUME_MESSAGE)
     if message:
         (st.error if message.startswith("Cannot") else st.success)(message)
 
 
-def _start_resume(loaded: LoadedCheckpoint, run_id: str, epochs: int) -> str:
-    """Start a new run that continues `run_id` (its weights and optimizer state) for `epochs` epochs."""
-    from explorer.engine.config import TrainConfig
-    from explorer.store.runner import RunSpec
-    from explorer.ui import train_panel
+def _start_resume(record: dict, epochs: int) -> str:
+    """Start a new run that continues the record's run (its weights and optimizer state) for `epochs` epochs:
+    the Train page's resume, watched there as if it had been started there."""
+    from explorer.ui import stop_resume, train_panel
 
-    train = TrainConfig.from_dict(loaded.meta.get("train") or {}).replace(epochs=epochs)
-    spec = RunSpec(loaded.arch, train, loaded.meta.get("data") or "synthetic",
-                   name=f"{_run_name(loaded, run_id)} +{epochs}", resume_from=run_id)
-    try:
-        with st.spinner("Starting the run process…"):
-            new_id = train_panel.current_runner().start(spec)
-    except ExplorerError as err:
-        return f"Cannot resume: {err}"
-    train_panel.attach(new_id)  # watch it in the Train tab, as if it had been started there
-    return f"Started run {new_id}: open the Train page to follow it; in Runs its curves continue those of {run_id}."
-
-
-def _run_name(loaded: LoadedCheckpoint, run_id: str) -> str:
-    try:
-        record = json.loads((loaded.path.parent / RECORD_NAME).read_text())
-    except (OSError, ValueError):
-        return run_id
-    return str(record.get("name") or record.get("preset") or run_id)
+    return stop_resume.start_resume(train_panel.current_runner(), record, epochs, train_panel.attach,
+                                    ": open the Train page to follow it")
 
 # ----------------------------------------------------------------------------------------------- page
 
