@@ -116,7 +116,9 @@ def test_a_stop_in_epoch_1_keeps_the_partial_epoch_evaluated_and_marked(runs_dir
     assert (partial["epoch"], partial["batches"], partial["steps_per_epoch"]) == (1, 3, 7)
     events = events_of(runs_dir, record["id"])
     assert [e["type"] for e in events][-3:] == ["partial_epoch", "checkpoint", "stopped"]
-    assert fold(events).partial_epoch.batches == 3
+    history = fold(events)
+    assert history.partial_epoch.batches == 3 and history.epochs == []
+    assert history.latest_metrics()["test_accuracy"] == partial["test_accuracy"]  # the CLI's final line
     evaluation = evaluate_json(runs_dir / record["id"] / "model.safetensors", capsys)
     assert evaluation["accuracy"] == partial["test_accuracy"]
     assert evaluation["loss"] == pytest.approx(partial["test_loss"], rel=1e-6, abs=1e-7)

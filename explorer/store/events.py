@@ -478,9 +478,10 @@ class History:
                 for e in self.epoch_events]
 
     def latest_metrics(self) -> dict[str, Any]:
-        """The last evaluation (the last epoch's, else the random-init baseline's)."""
-        if self.epoch_events:
-            last = self.epoch_events[-1]
+        """The last evaluation of the weights kept: the last epoch's, else a partial first epoch's (a stop), else
+        the random-init baseline's."""
+        if self.epoch_events or self.partial_epoch:
+            last = self.epoch_events[-1] if self.epoch_events else self.partial_epoch
             return {"test_loss": last.test_loss, "test_accuracy": last.test_accuracy, "per_class": last.per_class,
                     "train_loss": last.train_loss, "train_accuracy": last.train_accuracy}
         if self.baseline:

@@ -184,7 +184,7 @@ def resume_state(run_id: str, runs_dir: Path) -> dict:
     record = read_run(run_id, runs_dir)
     if not record.get("checkpoint"):
         raise RunError(f"run {run_id} has no checkpoint to resume from (it ended {record.get('status')} "
-                       f"before finishing an epoch); start it again instead.")
+                       f"before keeping any weights); start it again instead.")
     loaded = load_checkpoint(run_dir(run_id, runs_dir) / record["checkpoint"])
     optimizer_state = loaded.optimizer_state or {}
     weights = optimizer_state.get("model") or loaded.model.state_dict()
