@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from explorer.atomic import atomic_write_json
+from explorer.engine.data import canonical_source
 from explorer.errors import ExplorerError
 from explorer.store.events import ACTIVE_STATUSES, STATUSES, Event, EventReader, History, fold
 from explorer.store.settings import RUNS_DIR_ENV, default_runs_dir
@@ -366,7 +367,8 @@ def table_row(record: dict) -> dict:
         "final_test_accuracy": summary.get("final_test_accuracy"),
         "epochs": summary.get("epochs_done"), "wall_seconds": summary.get("wall_seconds"),
         "images_per_second": summary.get("images_per_second"), "device": record.get("device"),
-        "data": record.get("data"), "created": record.get("created"), "resumed_from": record.get("resumed_from"),
+        "data": canonical_source(record.get("data")), "created": record.get("created"),
+        "resumed_from": record.get("resumed_from"),
         "message": record.get("message"),
     }
 
@@ -442,8 +444,9 @@ def flatten_config(record: dict) -> dict[str, Any]:
             flat[f"arch.{key}"] = _joined(value)
     for key, value in (record.get("train") or {}).items():
         flat[f"train.{key}"] = _joined(value)
-    for key in ("data", "preset", "recipe", "params", "flops", "device"):
+    for key in ("preset", "recipe", "params", "flops", "device"):
         flat[key] = record.get(key)
+    flat["data"] = canonical_source(record.get("data"))
     return flat
 
 
