@@ -154,7 +154,7 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "data_fingerprint": (str,), "data_notes": (list,), "input_shape": (list,), "num_classes": (int,),
     "classes": (list,), "params": _NUMBER, "flops": _NUMBER, "device": (str,), "threads": (int,),
     "summary": (dict,), "checkpoint": (str,), "error": (str,), "resumed_from": (str,), "owner": (dict,),
-    "command": (list,),
+    "command": (list,), "group": (str,),
 }
 
 
