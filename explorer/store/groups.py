@@ -75,13 +75,14 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _sample(sample_id: str, kind: str, records: list[dict]) -> Sample:
-    """`records` newest first; the sample's name, params and FLOPs are the newest run's."""
+    """`records` newest first; the sample's name (the newest one given), params and FLOPs are the newest run's."""
     counted = [r for r in records if r.get("status") == "finished"
                and isinstance((r.get("summary") or {}).get(ACCURACY), (int, float))]
     speeds = [r["summary"]["images_per_second"] for r in counted
               if isinstance(r["summary"].get("images_per_second"), (int, float))]
     newest = records[0]
-    return Sample(id=sample_id, kind=kind, name=str(newest.get("name") or newest.get("preset") or sample_id),
+    name = next((r.get("name") or r.get("preset") for r in records if r.get("name") or r.get("preset")), sample_id)
+    return Sample(id=sample_id, kind=kind, name=str(name),
                   data=tuple(dict.fromkeys(str(r.get("data")) for r in records)),
                   run_ids=tuple(r["id"] for r in records), counted=tuple(r["id"] for r in counted),
                   accuracies=tuple(float(r["summary"][ACCURACY]) for r in counted),
