@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_runs(args: argparse.Namespace) -> int:
-    from explorer.store.runs import RunError, delete_run, filter_runs, list_runs, metrics_csv, rename_run, runs_table
+    from explorer.store.runs import RunError, delete_run, list_runs, rename_run
+    from explorer.store.tables import filter_runs, metrics_csv, runs_table
 
     if args.rename is not None:
         record = rename_run(args.rename[0], args.rename[1], args.runs_dir)

@@ -12,17 +12,13 @@ import streamlit as st
 from explorer.arch.cost import DEFAULT_BUDGET
 from explorer.errors import ExplorerError
 from explorer.store.events import ACTIVE_STATUSES
-from explorer.store.runs import (
+from explorer.store.runs import default_runs_dir, delete_run, list_runs, read_run, rename_run
+from explorer.store.tables import (
     config_diff,
     curves_csv,
-    default_runs_dir,
-    delete_run,
     filter_runs,
-    list_runs,
     metrics_csv,
     pareto_frontier,
-    read_run,
-    rename_run,
     run_curves,
     runs_table,
 )
