@@ -25,6 +25,10 @@ MAX_CONV_BLOCKS = 8
 MAX_FC_LAYERS = 4
 MAX_CHANNELS = 1024
 MAX_UNITS = 4096
+# What a design's input may be: validation, the sidebar's widgets and a link's decoder all read these.
+MAX_INPUT_CHANNELS = 64
+MAX_INPUT_SIZE = 1024  # pixels, height and width
+CLASSES_RANGE = (2, 1000)  # what the sidebar and a link may set (a checkpoint may carry more: cost.py)
 
 
 @dataclass(frozen=True)
@@ -185,8 +189,9 @@ def _check_input_shape(input_shape: Any) -> tuple[int, int, int]:
     if len(tuple(input_shape)) != 3 or not all(isinstance(v, int) and v >= 1 for v in input_shape):
         raise ConfigError(f"input shape {input_shape!r}: expected three positive whole numbers C,H,W, e.g. 3,32,32.")
     c, h, w = input_shape
-    if c > 64 or h > 1024 or w > 1024:
-        raise ConfigError(f"input shape {c}x{h}x{w} is too large; use at most 64 channels and 1024x1024 pixels.")
+    if c > MAX_INPUT_CHANNELS or h > MAX_INPUT_SIZE or w > MAX_INPUT_SIZE:
+        raise ConfigError(f"input shape {c}x{h}x{w} is too large; use at most {MAX_INPUT_CHANNELS} channels and "
+                          f"{MAX_INPUT_SIZE}x{MAX_INPUT_SIZE} pixels.")
     return c, h, w
 
 

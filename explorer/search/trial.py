@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from explorer.arch.cost import model_cost
+from explorer.arch.cost import buildable_cost
 from explorer.engine.dataset import Dataset, channel_stats, fingerprint
 from explorer.errors import ExplorerError, TrainingError
 from explorer.search.space import sample
@@ -192,7 +192,7 @@ class Objective:
         settings = self.settings
         try:
             arch, cfg = sample(trial, settings["space"])
-            cost = model_cost(arch, tuple(settings["input_shape"]), settings["num_classes"])
+            cost = buildable_cost(arch, tuple(settings["input_shape"]), settings["num_classes"])
         except ExplorerError as err:
             raise rejection(trial, f"cannot be built: {err}", [1.0, 1.0, 0.0]) from None
         trial.set_user_attr("params", cost.params)

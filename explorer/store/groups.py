@@ -13,6 +13,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from explorer.engine.data import canonical_source
 from explorer.errors import ConfigError
 from explorer.store import stats
 from explorer.store.runner import RunSpec, new_run_id
@@ -83,7 +84,7 @@ def _sample(sample_id: str, kind: str, records: list[dict]) -> Sample:
     newest = records[0]
     name = next((r.get("name") or r.get("preset") for r in records if r.get("name") or r.get("preset")), sample_id)
     return Sample(id=sample_id, kind=kind, name=str(name),
-                  data=tuple(dict.fromkeys(str(r.get("data")) for r in records)),
+                  data=tuple(dict.fromkeys(str(canonical_source(r.get("data"))) for r in records)),
                   run_ids=tuple(r["id"] for r in records), counted=tuple(r["id"] for r in counted),
                   accuracies=tuple(float(r["summary"][ACCURACY]) for r in counted),
                   images_per_second=_mean(speeds), params=newest.get("params"), flops=newest.get("flops"),

@@ -40,6 +40,7 @@ from explorer.arch.cost import model_cost
 from explorer.arch.presets import PRESETS
 from explorer.atomic import atomic_write_json, json_safe
 from explorer.engine.config import TrainConfig
+from explorer.engine.data import canonical_source
 from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import ExplorerError, TrainingError
 from explorer.store import settings
@@ -281,7 +282,7 @@ class RunProcess:
         return {"format_version": RECORD_VERSION, "id": self.run_id,
                 "name": spec.name or f"{spec.preset or 'custom'} on {spec.data}", "status": "queued",
                 "created": _now(), "started": None, "finished": None, "preset": spec.preset, "recipe": spec.recipe,
-                "arch": spec.arch.to_dict(), "train": spec.train.to_dict(), "data": spec.data,
+                "arch": spec.arch.to_dict(), "train": spec.train.to_dict(), "data": canonical_source(spec.data),
                 "data_fingerprint": None, "input_shape": None, "num_classes": None, "classes": None,
                 "params": params, "flops": flops, "device": None, "error": None, "summary": self.history.summary,
                 "checkpoint": None, "resumed_from": spec.resume_from, "group": spec.group, "owner": this_process(),

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from explorer.engine.data import canonical_source
 from explorer.store.events import History
 from explorer.store.runs import RunError, read_history, read_run
 
@@ -63,7 +64,8 @@ def table_row(record: dict) -> dict:
         "final_test_accuracy": summary.get("final_test_accuracy"),
         "epochs": summary.get("epochs_done"), "wall_seconds": summary.get("wall_seconds"),
         "images_per_second": summary.get("images_per_second"), "device": record.get("device"),
-        "data": record.get("data"), "created": record.get("created"), "resumed_from": record.get("resumed_from"),
+        "data": canonical_source(record.get("data")), "created": record.get("created"),
+        "resumed_from": record.get("resumed_from"),
         "group": record.get("group"), "seed": (record.get("train") or {}).get("seed"), "message": record.get("message"),
     }
 
@@ -146,8 +148,9 @@ def flatten_config(record: dict) -> dict[str, Any]:
             flat[f"arch.{key}"] = _joined(value)
     for key, value in (record.get("train") or {}).items():
         flat[f"train.{key}"] = _joined(value)
-    for key in ("data", "preset", "recipe", "params", "flops", "device"):
+    for key in ("preset", "recipe", "params", "flops", "device"):
         flat[key] = record.get(key)
+    flat["data"] = canonical_source(record.get("data"))
     return flat
 
 
