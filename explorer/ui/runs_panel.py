@@ -152,7 +152,7 @@ def _table_section(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def _pareto_section(table: pd.DataFrame, groups: list) -> None:
+def _pareto_section(table: pd.DataFrame, groups: list[run_groups.Sample]) -> None:
     st.subheader("Accuracy against cost")
     left, right = st.columns(2)
     st.session_state.setdefault(PARETO_X, "params")
@@ -247,7 +247,7 @@ def _verdict(a: str, b: str, runs_dir) -> None:
                f"{len(second.counted)}. “within noise” when the interval contains 0.")
 
 
-def _groups_section(groups: list, runs_dir) -> None:
+def _groups_section(groups: list[run_groups.Sample], runs_dir) -> None:
     st.subheader("Groups of seeds")
     if not groups:
         st.info("No groups yet: “Repeat with N seeds” on the Train page (or `python -m explorer train … --repeat "
