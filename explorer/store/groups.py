@@ -18,6 +18,7 @@ from explorer.errors import ConfigError
 from explorer.store import stats
 from explorer.store.runner import RunSpec, new_run_id
 from explorer.store.runs import RunError, list_runs
+from explorer.store.settings import default_runs_dir
 
 GROUP_PREFIX = "g-"  # group ids never look like run ids (which start with the date)
 MAX_REPEAT = 50  # more seeds than this is a sweep's job, not a repeat's
@@ -114,7 +115,7 @@ def resolve(target: str, runs_dir: str | os.PathLike | None = None, records: lis
     members = _by_group(records).get(target)
     if members:
         return _sample(target, "group", members)
-    raise RunError(f"{target!r} is neither a run id nor a group id in {runs_dir or 'the runs folder'}; "
+    raise RunError(f"{target!r} is neither a run id nor a group id in {runs_dir or default_runs_dir()}; "
                    "`python -m explorer runs --groups` lists the groups, `python -m explorer runs` the runs.")
 
 
