@@ -36,7 +36,7 @@ from explorer.engine.dataset import Dataset
 from explorer.engine.evaluate import predict_logits
 from explorer.errors import ExplorerError
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, library_versions
-from explorer.store.runner import LOGS_DIR
+from explorer.store.process import LOGS_DIR
 from explorer.store.settings import default_runs_dir
 
 FORMATS = ("onnx", "torchscript")

@@ -21,6 +21,7 @@ from typing import Any
 from explorer.atomic import atomic_write_json
 from explorer.errors import ExplorerError
 from explorer.store.events import ACTIVE_STATUSES, STATUSES, Event, EventReader, History, fold
+from explorer.store.process import logs_dir
 from explorer.store.settings import RUNS_DIR_ENV, default_runs_dir
 
 RECORD_VERSION = 1  # the run-record format this code writes and reads (docs/run-record.md)
@@ -363,7 +364,7 @@ def delete_run(run_id: str, runs_dir: str | os.PathLike | None = None, active: C
         raise RunError(f"cannot delete run {run_id}: {err.strerror} ({path.parent}); check that the runs "
                        "folder is writable.") from None
     shutil.rmtree(trash, ignore_errors=True)
-    (path.parent / ".logs" / f"{path.name}.log").unlink(missing_ok=True)
+    (logs_dir(path.parent) / f"{path.name}.log").unlink(missing_ok=True)
 
 
 __all__ = ["RunError", "RECORD_VERSION", "RECORD_NAME", "EVENTS_NAME", "RUNS_DIR_ENV", "default_runs_dir",
