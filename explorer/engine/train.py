@@ -20,6 +20,14 @@ Knobs and why:
   batch, so two runs side by side never ask for more threads than there are cores.
 - `on_epoch_end` gets a Snapshot after every epoch (the runner saves a checkpoint from it, so a killed run
   keeps its last epoch).
+- A stop keeps weights equal to their numbers. Mid-epoch, once this run has finished an epoch, the model,
+  EMA and optimizer go back to the end of that epoch (a copy is kept at every epoch end): the result, its
+  metrics and a resume all describe the last whole epoch, and the partial epoch's batches are dropped. Before
+  this run's first epoch ends there is no whole epoch to go back to: the partial epoch is kept, evaluated at the
+  stop (a "partial_epoch" event), because after a long first epoch (the study's batch 8 takes minutes) users
+  want the weights to look at and resume rather than nothing. A stop before any batch keeps nothing.
+- Evaluation follows the one InferencePolicy (explorer.engine.evaluate): the recipe's TTA, float32 always (no
+  autocast, on the GPU too), so `evaluate` of a checkpoint gives exactly the recorded numbers.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from explorer.engine.augment import augment_batch, flip_and_padding, normalizati
 from explorer.engine.config import TrainConfig
 from explorer.engine.dataset import Dataset
 from explorer.engine.device import resolve_device
+from explorer.engine.evaluate import InferencePolicy
 from explorer.engine.evaluate import evaluate_model as _evaluate
 from explorer.engine.init import WHITEN_IMAGES, bn_shifts, convs, dirac_init, freeze_bn_scales, whiten_first_conv
 from explorer.errors import ConfigError, TrainingError
@@ -68,6 +77,9 @@ class TrainResult:
     device: str
     optimizer_state: dict | None = None  # {"optimizer": name, "state_dict": ..., "model": raw weights if EMA}
     events: list[dict] = field(default_factory=list)
+    # Stopped before this run's first epoch ended: {"epoch", "batches", "steps_per_epoch"} of the partial epoch
+    # the model holds (its metrics are `metrics`); None when the model is the last whole epoch's.
+    partial_epoch: dict | None = None
 
 
 @dataclass
@@ -325,11 +337,10 @@ class _Session:
 
     def evaluate(self, model: nn.Module | None = None) -> dict:
         self.use_threads(self.eval_threads)
-        # CPU evaluation stays fp32, so re-evaluating a checkpoint later gives exactly the recorded numbers.
-        with self.autocast() if self.cuda else nullcontext():
-            result = evaluate_model(model or self.eval_model(), self.test_x, self.test_y, self.mean, self.std,
-                                    self.cfg.test_batch_size, self.device, self.cfg.tta_flip, self.dataset.classes,
-                                    self.cfg.tta_translate)
+        # The one inference policy (float32, the recipe's TTA): re-evaluating the checkpoint gives these numbers.
+        result = _evaluate(model or self.eval_model(), self.test_x, self.test_y, self.mean, self.std,
+                           self.cfg.test_batch_size, self.device, classes=self.dataset.classes,
+                           policy=InferencePolicy.of(self.cfg))
         return {"test_loss": result["loss"], "test_accuracy": result["accuracy"], "per_class": result["per_class"]}
 
     def evaluate_random_init(self) -> dict:
@@ -349,6 +360,24 @@ class _Session:
         if self.ema is not None:  # the checkpoint holds the averaged weights; resuming needs the raw ones too
             state["model"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         return state
+
+    def keep(self) -> dict:
+        """A copy of everything training changes (weights, EMA, optimizer), for `restore` after a stop."""
+        kept = {"model": _cloned(self.model.state_dict()), "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        if self.ema is not None:
+            kept |= {"ema": _cloned(self.ema.model.state_dict()), "ema_updates": self.ema.updates}
+        return kept
+
+    def restore(self, kept: dict) -> None:
+        self.model.load_state_dict(kept["model"])
+        self.optimizer.load_state_dict(kept["optimizer"])
+        if self.ema is not None:
+            self.ema.model.load_state_dict(kept["ema"])
+            self.ema.updates = kept["ema_updates"]
+
+
+def _cloned(state: dict) -> dict:
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 class _Ema:
@@ -422,20 +451,38 @@ class _Loop:
         self.epochs: list[dict] = []
         self.step = 0
         self.train_images, self.train_seconds = 0, 0.0
+        self.kept: dict | None = None  # the state at the end of this run's last whole epoch (Session.keep)
+        self.progress: dict = {}  # the epoch in progress when stopped: batches, images seen, loss sum, right
 
     def run(self) -> TrainResult:
         start = time.perf_counter()
         self._started()
         baseline = self.session.evaluate_random_init()
         self.emit("baseline", **baseline)
-        status = "finished"
+        status, partial = "finished", None
         for epoch in range(self.first_epoch, self.first_epoch + self.cfg.epochs):
             if not self._epoch(epoch):
-                status = "stopped"
+                status, partial = "stopped", self._after_stop(epoch)
                 break
         summary = self._summary(baseline, time.perf_counter() - start)
         self.emit(status, summary=summary)
-        return self._result(status, baseline, summary)
+        return self._result(status, baseline, summary, partial)
+
+    def _after_stop(self, epoch: int) -> dict | None:
+        """Weights equal to their numbers: back to the last whole epoch, or the partial first epoch evaluated
+        ("partial_epoch" event; returned with its metrics), or nothing trained at all (None)."""
+        if self.kept is not None:
+            self.session.restore(self.kept)
+            return None
+        batches = self.progress.get("batches", 0)
+        if not batches:
+            return None
+        seen = self.progress["seen"]
+        metrics = self.session.evaluate()
+        event = self.emit("partial_epoch", epoch=epoch, batches=batches, steps_per_epoch=self.session.steps_per_epoch,
+                          train_loss=float(self.progress["loss_sum"]) / seen,
+                          train_accuracy=int(self.progress["correct"]) / seen, **metrics)
+        return {k: v for k, v in event.items() if k not in ("type", "time")}
 
     def _started(self) -> None:
         s = self.session
@@ -464,6 +511,7 @@ class _Loop:
         lr = cfg.lr
         for b in range(s.steps_per_epoch):
             if self.stop.is_set():
+                self.progress = {"batches": b, "seen": seen, "loss_sum": loss_sum, "correct": correct}
                 return False
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             lr = lr_at(cfg, self.step, self.total_steps, s.steps_per_epoch)
@@ -495,6 +543,7 @@ class _Loop:
                           **metrics, seconds=seconds, train_seconds=train_seconds, eval_seconds=seconds - train_seconds,
                           images_per_second=seen / train_seconds, lr=lr)
         self.epochs.append(event)
+        self.kept = s.keep()
         if self.on_epoch_end is not None:
             self.on_epoch_end(Snapshot(model=s.eval_model(), optimizer_state=s.optimizer_state(),
                                        epochs_done=epoch, normalization={"mean": s.mean, "std": s.std},
@@ -520,16 +569,18 @@ class _Loop:
                 "images_per_second": self.train_images / self.train_seconds if self.train_seconds else None,
                 "baseline_test_accuracy": baseline["test_accuracy"]}
 
-    def _result(self, status: str, baseline: dict, summary: dict) -> TrainResult:
+    def _result(self, status: str, baseline: dict, summary: dict, partial: dict | None = None) -> TrainResult:
         s = self.session
-        last = self.epochs[-1] if self.epochs else {}
+        last = partial or (self.epochs[-1] if self.epochs else {})
         metrics = {k: last.get(k, baseline.get(k)) for k in ("test_loss", "test_accuracy", "per_class")}
         metrics |= {"train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy")}
         model = s.eval_model().to(memory_format=torch.contiguous_format).eval()
         return TrainResult(model=model, status=status, metrics=metrics, epochs=list(self.epochs), baseline=baseline,
                            summary=summary, images_per_second=summary["images_per_second"] or 0.0,
                            epochs_done=summary["epochs_done"], normalization={"mean": s.mean, "std": s.std},
-                           device=str(s.device), optimizer_state=s.optimizer_state(), events=self.emit.events)
+                           device=str(s.device), optimizer_state=s.optimizer_state(), events=self.emit.events,
+                           partial_epoch={k: partial[k] for k in ("epoch", "batches", "steps_per_epoch")}
+                           if partial else None)
 
 
 # ---------------------------------------------------------------- the estimate shown before training

@@ -33,7 +33,7 @@ from explorer.atomic import atomic_write_bytes
 from explorer.engine.config import TrainConfig
 from explorer.engine.data import load_dataset
 from explorer.engine.dataset import Dataset
-from explorer.engine.evaluate import predict_logits
+from explorer.engine.evaluate import NO_TTA, InferencePolicy
 from explorer.errors import ExplorerError
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, library_versions
 from explorer.store.process import LOGS_DIR
@@ -287,8 +287,9 @@ def _first_line(err: BaseException) -> str:
 
 def _check(loaded: LoadedCheckpoint, images: CheckImages, run: Callable[[torch.Tensor], torch.Tensor]
            ) -> ExportCheck:
-    """Compare the exported model with explorer's own inference (predict_logits) on the same images."""
-    reference = predict_logits(loaded.model, images.pixels, loaded.mean, loaded.std, device="cpu")
+    """Compare the exported model with explorer's own inference on the same images, under the policy the graph
+    implements: one view, no TTA, float32."""
+    reference = NO_TTA.logits(loaded.model, images.pixels, loaded.mean, loaded.std, device="cpu")
     pixels = images.pixels.float() / 255.0
     try:
         exported = run(pixels).detach().float()
@@ -449,7 +450,7 @@ def _accuracy(meta: dict, record: dict) -> list[str]:
         else summary.get("best_test_accuracy")
     epochs = facts["epochs_done"] if facts["epochs_done"] is not None else summary.get("epochs_done")
     lines = ["## Accuracy", "", f"Test split of `{meta.get('data') or 'unknown data'}`, as recorded in training "
-             "(these weights are the final ones).", "",
+             f"for these very weights ({_weights_kind(meta)}).", "", *_graph_policy(meta), "",
              f"- Final test accuracy: **{_pct(final)}**", f"- Best test accuracy: {_pct(best)}",
              f"- Epochs trained: {epochs if epochs is not None else 'not recorded'}"]
     per_class = (meta.get("metrics") or {}).get("per_class") if isinstance(meta.get("metrics"), dict) else None
@@ -459,6 +460,24 @@ def _accuracy(meta: dict, record: dict) -> list[str]:
     else:
         lines += ["- Per-class accuracy: not recorded in the checkpoint."]
     return lines
+
+
+def _weights_kind(meta: dict) -> str:
+    partial = meta.get("partial_epoch")
+    if isinstance(partial, dict):
+        return (f"a partial epoch: stopped after {partial.get('batches')} of {partial.get('steps_per_epoch')} "
+                f"batches of epoch {partial.get('epoch')}, evaluated at the stop")
+    return "the last whole epoch; a stopped run keeps the last epoch it finished"
+
+
+def _graph_policy(meta: dict) -> list[str]:
+    """What the recorded numbers used against what the graph does (one view, float32, no TTA)."""
+    policy = InferencePolicy.of(meta.get("train"))
+    if policy == NO_TTA:
+        return [f"Measured with {policy.describe()}: exactly what the exported graph does."]
+    return [f"Measured with {policy.describe()}. The exported graph does one view per image (no TTA), so its "
+            "accuracy differs from the recorded one (usually a little lower): `python -m explorer evaluate "
+            "<checkpoint> --no-tta` measures it."]
 
 
 def _training(meta: dict) -> list[str]:
