@@ -41,13 +41,14 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from explorer.arch.config import ArchConfig
 from explorer.arch.cost import model_cost
 from explorer.arch.model import Net, build_model
-from explorer.engine.augment import augment_batch, flip_and_padding, normalization
+from explorer.engine.augment import Augmentation, normalization
 from explorer.engine.config import TrainConfig
 from explorer.engine.dataset import Dataset
 from explorer.engine.device import resolve_device
@@ -177,6 +178,12 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" or native else None
 
 
+def memory_format_for(arch: ArchConfig, device: torch.device) -> torch.memory_format:
+    """The layout the step runs in. NHWC lets oneDNN (CPU) and cuDNN (GPU) skip layout reorders: 1.3-1.5x faster
+    steps of the plain presets on this CPU (benchmarks/throughput.py --vocabulary measures the new blocks)."""
+    return torch.channels_last
+
+
 def batch_count(n: int, batch_size: int) -> int:
     """Batches per epoch: a last batch of a single image is dropped (BatchNorm cannot train on one sample)."""
     full, rest = divmod(n, batch_size)
@@ -212,8 +219,7 @@ class _Session:
         self.cuda = self.device.type == "cuda"
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
-        # NHWC lets oneDNN (CPU) and cuDNN (GPU) skip layout reorders: 1.3-1.5x faster steps on this CPU.
-        self.memory_format = torch.channels_last
+        self.memory_format = memory_format_for(arch, self.device)
         self.model.to(memory_format=self.memory_format)
         self.random_init_state = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.optimizer = make_optimizer(cfg, self._param_groups(), self.device)
@@ -228,7 +234,9 @@ class _Session:
         self.test_y = dataset.test_y.to(self.device)
         self.order_gen = torch.Generator().manual_seed(cfg.seed)
         self.augment_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.flip, self.pad = flip_and_padding(cfg.augment, cfg.crop_padding)
+        self.augmentation = Augmentation.of(cfg)
+        self.flip, self.pad = self.augmentation.flip, self.augmentation.crop_padding
+        self.mix_rng = np.random.default_rng(cfg.seed + 3)  # mixup/cutmix weights (Beta: numpy draws it seeded)
         self.epoch = 1  # the loop sets it; alternating flips mirror an image on every other epoch
         self.flip_bits = (torch.rand(len(self.train_y), generator=torch.Generator().manual_seed(cfg.seed + 2)) < 0.5
                           ).to(self.device) if cfg.alternate_flips else None
@@ -290,27 +298,33 @@ class _Session:
             group.update(settings)  # the new config's lr, momentum, weight decay win over the saved ones
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss against labels (B longs) or, with mixup/cutmix, soft targets (B x classes, rows sum to 1)."""
         logits = logits.float()
         if self.cfg.loss == "nll":
             return nn.functional.nll_loss(nn.functional.log_softmax(logits, dim=1), y)
         return nn.functional.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The augmented, normalized batch (float, on the device) and its labels."""
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The augmented, normalized batch (float, on the device), its labels and the loss's targets (the labels,
+        or soft targets when mixup/cutmix blend the images)."""
         x = self.train_x.index_select(0, idx)
+        y = self.train_y.index_select(0, idx)
         flips = None if self.flip_bits is None else self.flip_bits.index_select(0, idx) ^ (self.epoch % 2 == 0)
-        x = augment_batch(x, self.flip, self.pad, self.augment_gen, flips)
+        x = self.augmentation.images(x, self.augment_gen, flips)
         x = x.to(torch.float32, memory_format=self.memory_format).sub_(self.shift).div_(self.scale)
-        return x, self.train_y.index_select(0, idx)
+        if not self.augmentation.mixes:
+            return x, y, y
+        x, targets = self.augmentation.mix(x, y, self.dataset.num_classes, self.epoch, self.mix_rng, self.augment_gen)
+        return x.contiguous(memory_format=self.memory_format), y, targets
 
     def step(self, idx: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on the images `idx`; returns (loss, number right) as device tensors (no sync)."""
-        x, y = self.batch(idx)
+        x, y, targets = self.batch(idx)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         with self.autocast():
             logits = self.model(x)
-        loss = self.loss(logits, y)
+        loss = self.loss(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()

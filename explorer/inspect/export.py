@@ -355,6 +355,7 @@ def architecture_line(arch: dict) -> str:
         details += [f"stride {block['stride']}"] if block["stride"] != 1 else []
         details += [f"{block['pool']}-pool"] if block["pool"] != "none" else []
         details += ["residual"] if block["residual"] else []
+        details += _new_block_details(block)
         blocks.append(f"{block['out_channels']} ({', '.join(details)})")
     parts = ["conv " + " → ".join(blocks), f"head {arch['head']}",
              f"fc {', '.join(map(str, arch['fc']))}" if arch["fc"] else "no hidden fc", arch["activation"]]
@@ -363,6 +364,19 @@ def architecture_line(arch: dict) -> str:
     if arch["dropout"]:
         parts.append(f"dropout {arch['dropout']:.3g}" + (" (conv too)" if arch["dropout_conv"] else ""))
     return " · ".join(parts)
+
+
+def _new_block_details(block: dict) -> list[str]:
+    """The block-vocabulary fields that differ from a plain block (records from before them lack the keys)."""
+    details = [block["block"]] if block.get("block", "plain") != "plain" else []
+    groups = block.get("groups", 1)
+    details += ["depthwise"] if groups == 0 else [f"{groups} groups"] if groups > 1 else []
+    details += [f"dilation {block['dilation']}"] if block.get("dilation", 1) > 1 else []
+    if block.get("block", "plain") in ("bottleneck", "inverted", "convnext"):
+        details.append(f"expand {block['expand']}")
+    details += [f"SE {block['se']:g}"] if block.get("se", 0) else []
+    details += [f"{block['norm']} norm"] if block.get("norm", "auto") != "auto" else []
+    return details
 
 
 def model_card(loaded: LoadedCheckpoint, fmt: str, check: ExportCheck, file_name: str, record: dict | None = None,
