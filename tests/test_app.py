@@ -15,7 +15,7 @@ from explorer import PRESETS, model_cost
 from explorer.engine.recipes import RECIPES
 from explorer.ui import state as keys
 from explorer.ui import train_state as train_keys
-from explorer.ui.train_panel import HISTORY, RUN_ID
+from explorer.ui.resources import HISTORY, RUN_ID
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
@@ -563,7 +563,7 @@ def test_the_parameters_card_has_no_arrow(app):
 
 
 def test_unavailable_sources_are_only_in_the_pickers_help(app):
-    from explorer.ui.train_panel import picker_help
+    from explorer.ui.source_picker import picker_help
 
     open_train(app)
     assert not any(c.value.startswith("Not available") for c in app.caption)

@@ -139,7 +139,7 @@ def _pct(value: float | None) -> str:
 
 def data_options(trained_on: str | None) -> list[str]:
     """Sources to offer: the one the checkpoint was trained on first, then what is on this machine."""
-    from explorer.ui.train_panel import cached_sources  # the Train tab's scan, refreshed every 30 s
+    from explorer.ui.resources import cached_sources  # the Train page's scan, refreshed every 30 s
 
     names = [s["name"] for s in cached_sources() if s["available"]]
     if trained_on:
@@ -241,7 +241,7 @@ def _gallery(evaluation, images: list[np.ndarray]) -> None:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _build_export(identity: str, fmt: str, _loaded: LoadedCheckpoint) -> ExportResult:
     """The checked export of one checkpoint in one format (identity: path@mtime or the upload's hash)."""
-    from explorer.ui.train_panel import cached_dataset  # checks the source against the allowed data roots
+    from explorer.ui.resources import cached_dataset  # checks the source against the allowed data roots
 
     images = check_images(_loaded, settings.default_data_dir(), load=cached_dataset)
     source = str(_loaded.path) if _loaded.path else "an uploaded checkpoint"
@@ -319,17 +319,17 @@ def _start_resume(loaded: LoadedCheckpoint, run_id: str, epochs: int) -> str:
     """Start a new run that continues `run_id` (its weights and optimizer state) for `epochs` epochs."""
     from explorer.engine.config import TrainConfig
     from explorer.store.runner import RunSpec
-    from explorer.ui import train_panel
+    from explorer.ui import resources
 
     train = TrainConfig.from_dict(loaded.meta.get("train") or {}).replace(epochs=epochs)
     spec = RunSpec(loaded.arch, train, loaded.meta.get("data") or "synthetic",
                    name=f"{_run_name(loaded, run_id)} +{epochs}", resume_from=run_id)
     try:
         with st.spinner("Starting the run process…"):
-            new_id = train_panel.current_runner().start(spec)
+            new_id = resources.current_runner().start(spec)
     except ExplorerError as err:
         return f"Cannot resume: {err}"
-    train_panel.attach(new_id)  # watch it in the Train tab, as if it had been started there
+    resources.attach(new_id)  # watch it on the Train page, as if it had been started there
     return f"Started run {new_id}: open the Train page to follow it; in Runs its curves continue those of {run_id}."
 
 

@@ -23,24 +23,20 @@ from explorer.arch.config import ArchConfig
 from explorer.arch.cost import model_cost
 from explorer.arch.presets import PRESETS
 from explorer.engine.config import TrainConfig
-from explorer.engine.data import available_sources, load_dataset
-from explorer.engine.dataset import Dataset
 from explorer.engine.recipes import RECIPES
 from explorer.engine.train import batch_count, estimate_epoch_seconds
 from explorer.errors import ConfigError, ExplorerError
 from explorer.store import settings
 from explorer.store.events import ACTIVE_STATUSES, History, fold
-from explorer.store.runner import Runner, RunSpec
-from explorer.ui import charts, links, widgets
+from explorer.store.runner import RunSpec
+from explorer.ui import charts, links, source_picker, widgets
 from explorer.ui import state as arch_keys
 from explorer.ui import train_state as keys
 from explorer.ui.format import duration
+from explorer.ui.resources import HISTORY, RUN_ID, attach, cached_dataset, current_runner
 from explorer.ui.state import Selection
 
-RUN_ID = "train.run_id"
-HISTORY = "train.history"
 ESTIMATE = "train.estimate"
-DATA_ERROR = "train.data_error"
 START_ERROR = "train.start_error"
 POLL_SECONDS = 1.0
 
@@ -50,31 +46,6 @@ SETTINGS_GROUPS = ("optimization", "regularization", "run")  # rows in this orde
 STATUS_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/autorenew:",
                 "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
                 "failed": ":material/error:", "interrupted": ":material/link_off:"}
-
-
-# --- shared objects ----------------------------------------------------------------------------------------
-
-
-@st.cache_resource(show_spinner=False)
-def runner(runs_dir: str, data_dir: str) -> Runner:
-    """One Runner per runs/data folder pair, shared by every session of this server (it locks itself)."""
-    return Runner(runs_dir, data_dir)
-
-
-def current_runner() -> Runner:
-    return runner(str(settings.default_runs_dir()), str(settings.default_data_dir()))
-
-
-@st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
-def cached_dataset(source: str) -> Dataset:
-    settings.check_app_source(source)  # a path typed in the browser stays under the allowed data roots
-    return load_dataset(source, settings.default_data_dir())
-
-
-@st.cache_data(ttl=30, show_spinner=False)
-def cached_sources() -> list[dict]:
-    """What can be picked; a disk scan, refreshed every 30 s rather than on every rerun."""
-    return available_sources(settings.default_data_dir())
 
 
 # --- callbacks ---------------------------------------------------------------------------------------------
@@ -88,48 +59,7 @@ def on_setting_edit() -> None:
     keys.mark_custom(st.session_state)
 
 
-def _on_source() -> None:
-    """A dataset choice sets the network's input shape and class count (shown in the Architecture tab)."""
-    state = st.session_state
-    state.pop(DATA_ERROR, None)
-    source = keys.source_from_values(state)
-    if source == "folder:":
-        return
-    try:
-        dataset = cached_dataset(source)
-    except ExplorerError as err:
-        state[DATA_ERROR] = str(err)
-        return
-    arch_keys.set_input(state, dataset.input_shape, dataset.num_classes)
-
-
 # --- the settings ------------------------------------------------------------------------------------------
-
-
-def dataset_picker() -> None:
-    sources = cached_sources()
-    usable = [s for s in sources if s["available"]]
-    labels = {s["name"]: s["label"] for s in usable} | {keys.FOLDER_CHOICE: "Image folder (enter a path)…"}
-    if st.session_state[keys.SOURCE] not in labels:
-        st.session_state[keys.SOURCE] = "synthetic"
-    st.selectbox("Dataset", list(labels), key=keys.SOURCE, format_func=labels.get, on_change=_on_source,
-                 help=picker_help(sources))
-    if st.session_state[keys.SOURCE] == "synthetic":
-        st.number_input("Synthetic training images (a quarter as many test images)", 20, 200_000, step=500,
-                        key=keys.SYNTHETIC_SIZE, help="Fewer images: quicker runs to try things out.")
-    if st.session_state[keys.SOURCE] == keys.FOLDER_CHOICE:
-        st.text_input("Folder with train/<class>/ (and test/<class>/) images", key=keys.FOLDER,
-                      on_change=_on_source, placeholder="/path/to/images")
-    if DATA_ERROR in st.session_state:
-        st.error(st.session_state[DATA_ERROR])
-
-
-def picker_help(sources: list[dict]) -> str:
-    """The dataset picker's help: what a choice does, and (only here, not on the page) what cannot be picked
-    and why, so a working CIFAR-10 folder is not shown beside a permanent 'not available' line."""
-    text = "Picking a dataset sets the input shape and number of classes of the network."
-    missing = [f"{s['label']}: {s['why']}" for s in sources if not s["available"]]
-    return text + ("\n\nNot available here: " + "; ".join(missing) if missing else "")
 
 
 def _setting_widgets() -> None:
@@ -148,7 +78,7 @@ def _setting_widgets() -> None:
 def _settings() -> None:
     left, middle, right = st.columns([2, 1, 1])
     with left:
-        dataset_picker()
+        source_picker.train_picker()
     middle.selectbox("Recipe", keys.recipe_options(), key=keys.RECIPE, on_change=_on_recipe,
                      help="study: SGD lr 0.001, batch 8, as the study; fast/best: one-cycle, label smoothing, "
                           "flip + crop, flip TTA. Any edit turns this into 'custom'.")
@@ -222,13 +152,6 @@ def attached_run(active_runs: list[str]) -> str | None:
         if wanted:
             st.session_state[RUN_ID] = wanted
     return st.session_state.get(RUN_ID)
-
-
-def attach(run_id: str) -> None:
-    """Watch `run_id` in the Train tab (also after a reload: the id goes into the URL)."""
-    st.session_state[RUN_ID] = run_id
-    st.session_state.pop(HISTORY, None)
-    st.query_params["run"] = run_id
 
 
 def _detach() -> None:
@@ -504,7 +427,6 @@ def _on_load_run(run_id: str) -> None:
     design = _watched_design(run_id)
     if design is not None:
         st.session_state.update(links.design_values(design))
-        st.session_state.pop(DATA_ERROR, None)
 
 
 def form_matches(state: MutableMapping[str, Any], design: links.Design) -> bool:

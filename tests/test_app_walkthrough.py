@@ -1,0 +1,93 @@
+"""What a new user tripped over in the browser (issue 21): each test drives the app as the walk-through did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from conftest import make_image_folder
+from streamlit.testing.v1 import AppTest
+
+from explorer.ui import train_state as train_keys
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+TRAIN_PAGE, DATA_PAGE = "explorer/ui/pages/train.py", "explorer/ui/pages/data.py"
+
+
+@pytest.fixture
+def app(runs_dir, tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("EXPLORER_DATA_ROOTS", str(tmp_path))  # the tests' image folders: an allowed data root
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    yield at
+    st.cache_resource.clear()
+
+
+def _type_folder(at: AppTest, path: str) -> AppTest:
+    if at.selectbox(key=train_keys.SOURCE).value != train_keys.FOLDER_CHOICE:
+        at.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
+    at.text_input(key=train_keys.FOLDER).input(path).run()
+    assert not at.exception
+    return at
+
+
+def _found(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption if c.value.startswith("Found ")]
+
+
+# --- item 3: folder paths ---------------------------------------------------------------------------------------
+
+
+def test_an_empty_folder_path_says_what_to_enter(app):
+    at = app.switch_page(TRAIN_PAGE).run()
+    at.selectbox(key=train_keys.SOURCE).set_value(train_keys.FOLDER_CHOICE).run()
+    assert not at.exception
+    assert [w.value for w in at.warning if "enter a path" in w.value] == [
+        w.value for w in at.warning if w.value.startswith("Folder with train/<class>/")]
+    assert any("Folder with train/<class>/" in w.value and "enter a path" in w.value for w in at.warning)
+
+
+def test_a_missing_folder_says_it_does_not_exist_not_that_it_is_outside_the_roots(app):
+    at = _type_folder(app.switch_page(TRAIN_PAGE).run(), "/no-such-folder-h3/cifar")
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1
+    assert "/no-such-folder-h3/cifar does not exist" in errors[0] and "allowed data root" not in errors[0]
+
+
+def test_a_corrected_path_replaces_the_old_error_and_source(app, tmp_path):
+    at = _type_folder(app.switch_page(TRAIN_PAGE).run(), str(tmp_path / "typo"))
+    assert len(at.error) == 1 and "does not exist" in at.error[0].value
+    good = make_image_folder(tmp_path / "grey", classes=("a", "b"), per_class=3, size=(20, 20), mode="L")
+    at = _type_folder(at, str(good))
+    assert not at.error
+    assert _found(at) == [f"Found folder:{good}: 6 train / 6 test images, 1x20x20, 2 classes."]
+    assert (at.session_state["arch.in_c"], at.session_state["arch.in_h"], at.session_state["arch.num_classes"]) \
+        == (1, 20, 2)  # the corrected folder, not the old source, sets the network's input
+
+
+# --- item 4: a folder without train/ ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", [TRAIN_PAGE, DATA_PAGE])
+def test_a_folder_without_train_says_what_was_found_and_assumed(app, tmp_path, page):
+    flat = make_image_folder(tmp_path / "fmnist", classes=("boot", "coat"), per_class=10, splits=("train",))
+    at = _type_folder(app.switch_page(page).run(), str(flat / "train"))  # the class folders themselves
+    found = _found(at)
+    assert len(found) == 1, found
+    assert "18 train / 2 test images" in found[0]
+    assert "No train/ folder: its 2 sub-folders (boot, coat) are taken as the classes" in found[0]
+    assert "No test/ folder: 2 training images (10% per class, seed 0) held out for testing" in found[0]
+
+
+# --- item 8: names ------------------------------------------------------------------------------------------------
+
+
+def test_a_reloaded_train_page_names_the_folder(app, tmp_path):
+    good = make_image_folder(tmp_path / "my-images", classes=("a", "b"), per_class=2)
+    at = _type_folder(app.switch_page(TRAIN_PAGE).run(), str(good))
+    picker = at.selectbox(key=train_keys.SOURCE)
+    assert picker.format_func(picker.value) == "Image folder my-images"
