@@ -651,9 +651,9 @@ def test_the_watched_run_shows_its_own_settings_and_loads_them(runs_dir):
 
 
 def params_shown_on_train(at: AppTest) -> str:
-    """The parameter count in the Start note ("Start trains **x** (62,006 params on ...")."""
+    """The parameter count in the Start note ("Start trains **x** with recipe **y** (62,006 params on ...")."""
     note = next(c.value for c in at.caption if c.value.startswith("Start trains"))
-    return note.split("(")[1].split(" params")[0]
+    return note.split(" params on")[0].rsplit("(", 1)[1]
 
 
 def test_a_file_instead_of_a_folder_says_so(app, tmp_path, image_folder_factory):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import streamlit as st
 from conftest import make_image_folder
@@ -89,5 +90,79 @@ def test_a_folder_without_train_says_what_was_found_and_assumed(app, tmp_path, p
 def test_a_reloaded_train_page_names_the_folder(app, tmp_path):
     good = make_image_folder(tmp_path / "my-images", classes=("a", "b"), per_class=2)
     at = _type_folder(app.switch_page(TRAIN_PAGE).run(), str(good))
-    picker = at.selectbox(key=train_keys.SOURCE)
-    assert picker.format_func(picker.value) == "Image folder my-images"
+    assert _label(at, train_keys.SOURCE) == "Image folder my-images"
+
+
+def _label(at: AppTest, key: str) -> str:
+    picker = at.selectbox(key=key)  # the options as the browser shows them (formatted by the page)
+    return picker.options[picker.index]
+
+
+def test_edits_name_the_preset_and_recipe_they_started_from(app):
+    from explorer.ui import state as arch_keys
+
+    at = app
+    at.number_input(key=arch_keys.block_key(1, "out_channels")).set_value(30).run()
+    assert at.selectbox(key=arch_keys.PRESET).value == "custom"
+    assert _label(at, arch_keys.PRESET) == "study-bn (edited: conv1.out_channels)"
+    assert any(m.value.startswith("**study-bn (edited: conv1.out_channels)** on a 3×32×32") for m in at.markdown)
+    at.switch_page(TRAIN_PAGE).run()
+    at.number_input(key=train_keys.key("epochs")).set_value(7).run()
+    assert _label(at, train_keys.RECIPE) == "fast (edited: epochs)"
+    note = next(c.value for c in at.caption if c.value.startswith("Start trains"))
+    assert note.startswith("Start trains **study-bn (edited: conv1.out_channels)** with recipe "
+                           "**fast (edited: epochs)**")
+
+
+def test_a_run_record_and_the_runs_table_name_an_edited_design(tmp_path):
+    import dataclasses
+
+    from explorer.arch.presets import PRESETS
+    from explorer.engine.recipes import RECIPES
+    from explorer.store.runs import runs_table
+    from explorer.ui import links
+    from explorer.ui.train_panel import spec_from_values
+
+    edited = dataclasses.replace(PRESETS["fast"], fc=(2000,))
+    design = links.Design(arch=edited, train=RECIPES["fast"].replace(epochs=9), preset=None, recipe=None)
+    state = links.design_values(design) | {train_keys.NAME: "", train_keys.SYNTHETIC_SIZE: 2000}
+    spec = spec_from_values(state)
+    assert (spec.preset, spec.recipe) == ("fast", "fast")  # what it started from, edited
+    record = {"id": "r1", "preset": spec.preset, "recipe": spec.recipe, "arch": spec.arch.to_dict(),
+              "train": spec.train.to_dict()}
+    plain = {"id": "r2", "preset": "fast", "recipe": "fast", "arch": PRESETS["fast"].to_dict(),
+             "train": RECIPES["fast"].to_dict()}
+    table = runs_table([record, plain, {"id": "r3"}]).set_index("id")
+    assert table.loc["r1", "preset"] == "fast (edited: fc)" and table.loc["r1", "recipe"] == "fast (edited: epochs)"
+    assert (table.loc["r2", "preset"], table.loc["r2", "recipe"]) == ("fast", "fast")
+    assert pd.isna(table.loc["r3", "preset"])  # no preset recorded: the page shows 'custom'
+
+
+# --- issue 20 item 11: stale words --------------------------------------------------------------------------------
+
+
+def _shown_strings(path: Path) -> list[str]:
+    """String literals of a UI module that can reach the page: every one but docstrings."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_no_page_calls_itself_a_tab():
+    import re
+
+    stale = [(path.name, text) for path in sorted((ROOT / "explorer" / "ui").rglob("*.py"))
+             for text in _shown_strings(path) if re.search(r"\btabs?\b", text, re.IGNORECASE)]
+    assert stale == []
+
+
+def test_the_recipe_help_names_every_recipe_and_what_it_adds():
+    from explorer.ui.train_panel import RECIPE_HELP
+
+    for words in ("study:", "fast:", "best:", "translate", "EMA", "flip"):
+        assert words in RECIPE_HELP

@@ -1,4 +1,4 @@
-"""The Architecture tab: metric cards, budget gauge, per-layer cost, torchinfo summary, conventions."""
+"""The Architecture page: metric cards, budget gauge, per-layer cost, torchinfo summary, conventions."""
 
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ def _config_download(cfg: ArchConfig, selection: Selection) -> None:
 
 
 def render(selection: Selection) -> None:
-    """The Architecture tab for the sidebar's selection; a bad config shows st.error and nothing else."""
+    """The Architecture page for the sidebar's selection; a bad config shows st.error and nothing else."""
     if selection.cfg is None:
         st.error(selection.error)
         return
@@ -200,7 +200,7 @@ def render(selection: Selection) -> None:
         st.error(str(err))
         return
     c, h, w = selection.input_shape
-    name = selection.preset or "custom"
+    name = selection.name
     st.markdown(f"**{name}** on a {c}×{h}×{w} input with {selection.num_classes} classes")
     _metric_cards(cost)
     gauge, detail = st.columns([1, 2])

@@ -88,7 +88,7 @@ def _pick_checkpoint() -> tuple[LoadedCheckpoint | None, str | None]:
     runs_dir = settings.default_runs_dir()
     options = checkpoint_options(runs_dir)
     if not options:
-        st.info(f"No checkpoints in `{runs_dir}` yet: train a network in the Train tab, or upload a file.")
+        st.info(f"No checkpoints in `{runs_dir}` yet: train a network on the Train page, or upload a file.")
         return None, None
     if st.session_state.get(SAVED) not in options:
         st.session_state[SAVED] = next(iter(options))

@@ -261,7 +261,7 @@ def render() -> None:
     runs_dir = default_runs_dir()
     table = runs_table(list_runs(runs_dir))
     if table.empty:
-        st.info(f"No runs in `{runs_dir}` yet: train a network in the Train tab and it appears here.")
+        st.info(f"No runs in `{runs_dir}` yet: train a network on the Train page and it appears here.")
         return
     _table_section(table)
     labels = _labels(table)

@@ -102,7 +102,7 @@ def _input_and_budget() -> None:
     sb.number_input("Parameter budget", 1_000, 100_000_000, step=1_000, key=keys.BUDGET,
                     help="The study's budget is 256,000 parameters.")
     with sb.expander("Input shape and classes", expanded=False):
-        st.caption("Set by the dataset chosen in the Train tab; edit to explore other inputs.")
+        st.caption("Set by the dataset chosen on the Train page; edit to explore other inputs.")
         c, h, w = st.columns(3)
         c.number_input("C", 1, 64, step=1, key=keys.IN_C)
         h.number_input("H", 1, 1024, step=1, key=keys.IN_H)
@@ -115,8 +115,11 @@ def render() -> Selection:
     state = st.session_state
     keys.init_state(state)
     st.sidebar.title("Architecture")
+    custom = keys.network_name(state)  # computed once: the picker formats its options with it
     st.sidebar.selectbox("Preset", keys.preset_options(), key=keys.PRESET, on_change=_on_preset,
-                         help="The study's networks and budget-optimal ones. Any edit turns this into 'custom'.")
+                         format_func=lambda name: custom if name == keys.CUSTOM else name,
+                         help="The study's networks and budget-optimal ones. An edit names what changed: "
+                              "'fast (edited: fc1)'.")
     _input_and_budget()
     _conv_stage()
     _classifier()
@@ -137,5 +140,6 @@ def selection() -> Selection:
         cfg, error = keys.arch_from_values(state), None
     except ConfigError as err:
         cfg, error = None, str(err)
-    return Selection(cfg=cfg, error=error, preset=preset, input_shape=shape, num_classes=classes,
+    return Selection(cfg=cfg, error=error, preset=preset, base=state.get(keys.BASE_PRESET), input_shape=shape,
+                     num_classes=classes,
                      budget=int(state[keys.BUDGET]))

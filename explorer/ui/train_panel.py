@@ -1,7 +1,7 @@
-"""The Train tab: dataset, recipe and training widgets, time estimate, Start/Stop, live progress and charts.
+"""The Train page: dataset, recipe and training widgets, time estimate, Start/Stop, live progress and charts.
 
 A run is its own process (`python -m explorer train ...`, started by explorer.store.runner.Runner), never the
-script run or a thread of this server: a widget click, a tab switch or a restart of the server cannot touch it.
+script run or a thread of this server: a widget click, a page switch or a restart of the server cannot touch it.
 The page only reads the run folder. The watched run id lives in st.session_state and in the URL (?run=ID), so
 a reloaded page re-attaches; runs still training are found by reading the runs folder, so a restarted server
 offers them too. The live area is an st.fragment that reads the new events about once a second and stops
@@ -21,9 +21,9 @@ import streamlit as st
 from explorer import schema
 from explorer.arch.config import ArchConfig
 from explorer.arch.cost import model_cost
-from explorer.arch.presets import PRESETS
+from explorer.arch.presets import PRESETS, preset_label
 from explorer.engine.config import TrainConfig
-from explorer.engine.recipes import RECIPES
+from explorer.engine.recipes import RECIPES, recipe_label
 from explorer.engine.train import batch_count, estimate_epoch_seconds
 from explorer.errors import ConfigError, ExplorerError
 from explorer.store import settings
@@ -40,6 +40,9 @@ ESTIMATE = "train.estimate"
 START_ERROR = "train.start_error"
 POLL_SECONDS = 1.0
 
+RECIPE_HELP = ("study: the study's SGD, lr 0.001, batch 8, no augmentation. fast: one-cycle SGD with Nesterov, "
+               "label smoothing, flip + crop, flip and 1-pixel translate test-time augmentation. best: fast with "
+               "weight EMA and a longer schedule. An edit names what changed: 'fast (edited: epochs)'.")
 SETTINGS_COLUMNS = 4
 SETTINGS_GROUPS = ("optimization", "regularization", "run")  # rows in this order; a new group goes last
 # Material icons rather than emoji: they render without an emoji font (headless Chromium has none).
@@ -79,9 +82,12 @@ def _settings() -> None:
     left, middle, right = st.columns([2, 1, 1])
     with left:
         source_picker.train_picker()
+    # The picker tells its options apart by their text: an undone edit shows 'custom', not a second 'fast'.
+    custom = recipe_name(st.session_state)
+    custom = keys.CUSTOM if custom in RECIPES else custom
     middle.selectbox("Recipe", keys.recipe_options(), key=keys.RECIPE, on_change=_on_recipe,
-                     help="study: SGD lr 0.001, batch 8, as the study; fast/best: one-cycle, label smoothing, "
-                          "flip + crop, flip TTA. Any edit turns this into 'custom'.")
+                     format_func=lambda name: custom if name == keys.CUSTOM else name,
+                     help=RECIPE_HELP)
     right.text_input("Run name (optional)", key=keys.NAME, max_chars=80)
     with st.expander("Training settings", expanded=True):
         _setting_widgets()
@@ -164,15 +170,23 @@ def _detach() -> None:
 def spec_from_values(state: MutableMapping[str, Any]) -> RunSpec:
     """The run the widgets describe; ConfigError for a bad combination."""
     arch = arch_keys.arch_from_values(state)
-    preset = state[arch_keys.PRESET] if state[arch_keys.PRESET] != arch_keys.CUSTOM else None
-    recipe = state[keys.RECIPE] if state[keys.RECIPE] != keys.CUSTOM else _base_recipe(state)
+    # The preset and recipe it started from, edited or not: the record names it 'fast (edited: epochs)'.
     return RunSpec(arch, keys.train_from_values(state), keys.source_from_values(state),
-                   name=state[keys.NAME].strip() or None, preset=preset, recipe=recipe)
+                   name=state[keys.NAME].strip() or None, preset=state.get(arch_keys.BASE_PRESET),
+                   recipe=_base_recipe(state))
 
 
 def _base_recipe(state: MutableMapping[str, Any]) -> str | None:
     """The recipe the edited settings started from: the command names it and overrides what changed."""
     return next((name for name, cfg in RECIPES.items() if cfg.to_dict() == state.get(keys.BASE)), None)
+
+
+def recipe_name(state: MutableMapping[str, Any]) -> str:
+    """The Train form's recipe: 'fast', 'fast (edited: epochs)', or 'custom'."""
+    try:
+        return recipe_label(_base_recipe(state), keys.train_from_values(state))
+    except ConfigError:
+        return keys.CUSTOM
 
 
 def start_run(state: MutableMapping[str, Any]) -> str:
@@ -283,7 +297,7 @@ def _start_note(column: Any, selection: Selection, train_cfg: TrainConfig, sourc
     params = f"{model_cost(selection.cfg, selection.input_shape, selection.num_classes).params:,} params"
     images = train_images(source)
     note, warning = steps_note(images, train_cfg.batch_size, train_cfg.epochs) if images else ("", None)
-    column.caption(f"Start trains **{selection.preset or 'custom'}** ({params} on "
+    column.caption(f"Start trains **{selection.name}** with recipe **{recipe_name(st.session_state)}** ({params} on "
                    f"{'×'.join(map(str, selection.input_shape))}) from the sidebar on **{source}**"
                    f"{': ' + note if note else ''}, in a process of its own.")
     if warning:
@@ -408,25 +422,29 @@ def run_design(record: dict, budget: int, input_shape: tuple[int, int, int], num
                         data=str(record.get("data") or "synthetic"))
 
 
-def _design_line(design: links.Design) -> str:
+def design_line(design: links.Design, record: dict) -> str:
+    """The watched run's settings in one line, its network and recipe named as the record names them."""
     t = design.train
-    return (f"**{design.preset or 'custom'}** network · recipe **{design.recipe or 'custom'}** · {t.epochs} epochs, "
-            f"batch {t.batch_size}, lr {t.lr:g} · on **{design.data}**")
+    return (f"**{preset_label(record.get('preset'), design.arch)}** network · recipe "
+            f"**{recipe_label(record.get('recipe'), design.train)}** · {t.epochs} epochs, batch {t.batch_size}, "
+            f"lr {t.lr:g} · on **{design.data}**")
 
 
-def _watched_design(run_id: str) -> links.Design | None:
+def _watched_design(run_id: str) -> tuple[links.Design, dict] | None:
+    """The watched run's design and record (None for an old or damaged record: the run is still shown)."""
     state = st.session_state
     shape, classes = arch_keys.input_from_values(state)
     try:
-        return run_design(current_runner().status(run_id), int(state[arch_keys.BUDGET]), shape, classes)
+        record = current_runner().status(run_id)
+        return run_design(record, int(state[arch_keys.BUDGET]), shape, classes), record
     except (ExplorerError, KeyError, TypeError, ValueError):
-        return None  # an old or damaged record: the run is still shown, without this line
+        return None
 
 
 def _on_load_run(run_id: str) -> None:
-    design = _watched_design(run_id)
-    if design is not None:
-        st.session_state.update(links.design_values(design))
+    watched = _watched_design(run_id)
+    if watched is not None:
+        st.session_state.update(links.design_values(watched[0]))
 
 
 def form_matches(state: MutableMapping[str, Any], design: links.Design) -> bool:
@@ -440,12 +458,13 @@ def form_matches(state: MutableMapping[str, Any], design: links.Design) -> bool:
 
 def _run_settings(run_id: str) -> None:
     """The watched run's own settings, which may not be the form's (after a reload, a resume, another tab)."""
-    design = _watched_design(run_id)
-    if design is None:
+    watched = _watched_design(run_id)
+    if watched is None:
         return
+    design, record = watched
     text, button = st.columns([5, 2])
     same = form_matches(st.session_state, design)
-    text.caption(f"This run's settings: {_design_line(design)}"
+    text.caption(f"This run's settings: {design_line(design, record)}"
                  + (" (the same as the form)" if same else " (the form above differs)"))
     button.button("Load these settings into the form", key="train.load_run", on_click=_on_load_run,
                   args=(run_id,), disabled=same, width="stretch")
@@ -470,7 +489,7 @@ def _live_section(run_id: str, status: str) -> None:
     def body() -> None:
         history = live_view(current_runner(), run_id)
         if was_active and history.ended:
-            st.rerun()  # whole-app rerun: the fragment is re-made without polling, the Runs tab refreshes
+            st.rerun()  # whole-app rerun: the fragment is re-made without polling, the Runs page refreshes
 
     st.fragment(body, run_every=POLL_SECONDS if was_active else None)()
 
@@ -482,7 +501,7 @@ def _other_active_runs(run_id: str | None, active_runs: list[str]) -> None:
         st.selectbox("Runs in progress: watch one", ["—", *active], key="train.watch", on_change=_on_watch)
 
 
-# --- the tab -------------------------------------------------------------------------------------------------
+# --- the page ------------------------------------------------------------------------------------------------
 
 
 def render(selection: Selection) -> None:
@@ -503,7 +522,7 @@ def render(selection: Selection) -> None:
     run_id = attached_run(active_runs)
     status = run_status(run_id) if run_id else None
     if status == "unknown":
-        # Deleted in the Runs tab, or a stale ?run= link: forget it rather than fail on every rerun.
+        # Deleted on the Runs page, or a stale ?run= link: forget it rather than fail on every rerun.
         st.info(f"Run {run_id} is no longer in {settings.default_runs_dir()}; start a new one.")
         _detach()
         run_id = None
@@ -516,4 +535,4 @@ def render(selection: Selection) -> None:
         _live_section(run_id, status)
     else:
         st.caption("Press Start: the run trains in a process of its own and the charts update here about once a "
-                   "second. Clicking widgets, switching tabs or restarting the app does not stop it.")
+                   "second. Clicking widgets, switching pages or restarting the app does not stop it.")

@@ -1,4 +1,4 @@
-"""Train-tab widget keys and the mapping between a TrainConfig and the widget values (pure, no Streamlit).
+"""Train-page widget keys and the mapping between a TrainConfig and the widget values (pure, no Streamlit).
 
 A recipe fills the widgets; editing one turns the recipe picker into 'custom'. Every TrainConfig field has a
 widget (explorer.schema declares them); the recipe last loaded is kept under BASE, so a record written by a
