@@ -147,6 +147,7 @@ def test_input_shape_changes_the_flatten_size(app):
 
 def test_auto_fit_scales_widths_into_the_budget(app):
     app.selectbox(key=keys.PRESET).set_value("study-wide").run()
+    app.radio(key="arch.fit_mode").set_value("uniform").run()  # every width alike (the other mode: the largest)
     fit = next(b for b in app.button if b.label.startswith("Auto-fit"))
     fit.click().run()
     params = int(params_shown(app).replace(",", ""))

@@ -166,3 +166,75 @@ def test_the_recipe_help_names_every_recipe_and_what_it_adds():
 
     for words in ("study:", "fast:", "best:", "translate", "EMA", "flip"):
         assert words in RECIPE_HELP
+
+
+# --- item 2: auto-fit by the largest contributors ------------------------------------------------------------------
+
+
+def _wide_fc_net():
+    import dataclasses
+
+    from explorer.arch.presets import PRESETS
+
+    base = PRESETS["study-bn"]
+    conv = tuple(dataclasses.replace(b, out_channels=w) for b, w in zip(base.conv, (33, 50)))
+    return dataclasses.replace(base, conv=conv, fc=(2000, 84))  # fc1 = 2,000: the cause of the overrun
+
+
+def test_fit_largest_cuts_the_layer_that_caused_the_overrun():
+    from explorer.arch.cost import fit_to_budget, model_cost
+    from explorer.arch.fit import fit_largest, width_changes
+
+    net = _wide_fc_net()
+    assert model_cost(net).params == 2_719_076
+    fitted = fit_largest(net, 256_000)
+    assert 240_000 < model_cost(fitted).params <= 256_000
+    changed = {c.layer: (c.before, c.after) for c in width_changes(net, fitted)}
+    assert changed["fc1"][1] < 400 and "conv1" not in changed and "fc2" not in changed  # the narrow layers stay
+    uniform = {c.layer: c.after for c in width_changes(net, fit_to_budget(net, 256_000))}
+    assert uniform["conv1"] < 12  # what the walk-through saw: every width crushed alike
+    kept = fit_largest(net, 256_000, locked={"fc1"})  # fc1 locked: the cut goes to what feeds it
+    assert kept.fc[0] == 2000 and model_cost(kept).params <= 256_000 and kept.conv[1].out_channels < 5
+
+
+def test_fit_largest_refuses_with_one_line_when_locks_leave_no_way():
+    from explorer.arch.fit import fit_largest
+    from explorer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="every unlocked width at 1 .* over the budget of 256,000; unlock layers"):
+        fit_largest(_wide_fc_net(), 256_000, locked={"fc1", "conv2"})
+
+
+def test_fit_keeps_residual_blocks_as_wide_as_their_input():
+    import dataclasses
+
+    from explorer.arch.config import ArchConfig, ConvBlock
+    from explorer.arch.cost import model_cost
+    from explorer.arch.fit import fit_largest
+
+    net = ArchConfig(conv=(ConvBlock(64), ConvBlock(64, residual=True), ConvBlock(64, residual=True, pool="max")),
+                     fc=(500,), batchnorm=True)
+    fitted = fit_largest(net, 100_000)
+    assert model_cost(fitted).params <= 100_000
+    assert len({b.out_channels for b in fitted.conv}) == 1  # still a valid residual chain
+    assert dataclasses.replace(fitted, conv=net.conv, fc=net.fc) == net
+
+
+def test_the_sidebar_fits_by_the_largest_contributors_and_says_what_changed(app):
+    from explorer.ui import links
+    from explorer.ui import state as arch_keys
+
+    at = app
+    for key, value in links.design_values(links.Design(arch=_wide_fc_net(), preset=None)).items():
+        if key.startswith("arch."):
+            at.session_state[key] = value
+    at.run()
+    at.button(key="arch.fit").click().run()
+    assert not at.exception
+    message = next(i.value for i in at.sidebar.info if i.value.startswith("Fitted: "))
+    assert "fc1 2,000 → " in message and "conv1" not in message
+    assert at.session_state[arch_keys.block_key(1, "out_channels")] == 33
+    assert at.session_state[arch_keys.fc_key(1)] < 400
+    at.multiselect(key="arch.fit_locked").set_value(["fc1", "conv2"]).run()
+    at.button(key="arch.fit").click().run()
+    assert any("Nothing to change" in i.value for i in at.sidebar.info)  # it fits now: nothing is cut
