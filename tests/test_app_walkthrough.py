@@ -102,7 +102,8 @@ def test_edits_name_the_preset_and_recipe_they_started_from(app):
     from explorer.ui import state as arch_keys
 
     at = app
-    at.number_input(key=arch_keys.block_key(1, "out_channels")).set_value(30).run()
+    assert arch_keys.apply_block_edits(at.session_state, {0: {"out_channels": 30}}) == []  # the blocks table
+    at.run()
     assert at.selectbox(key=arch_keys.PRESET).value == "custom"
     assert _label(at, arch_keys.PRESET) == "study-bn (edited: conv1.out_channels)"
     assert any(m.value.startswith("**study-bn (edited: conv1.out_channels)** on a 3×32×32") for m in at.markdown)
@@ -238,3 +239,41 @@ def test_the_sidebar_fits_by_the_largest_contributors_and_says_what_changed(app)
     at.multiselect(key="arch.fit_locked").set_value(["fc1", "conv2"]).run()
     at.button(key="arch.fit").click().run()
     assert any("Nothing to change" in i.value for i in at.sidebar.info)  # it fits now: nothing is cut
+
+
+# --- item 1: every width at once ---------------------------------------------------------------------------------
+
+
+def test_the_blocks_table_shows_every_width_and_its_cost_with_a_column_per_schema_field(app):
+    from explorer import schema
+    from explorer.arch.config import ConvBlock
+    from explorer.arch.cost import model_cost
+    from explorer.arch.presets import PRESETS
+
+    tables = [t for t in app.data_editor if t.key.startswith("arch.blocks.")]
+    assert len(tables) == 1
+    table = tables[0].value
+    assert list(table.index) == ["conv1", "conv2"] and list(table["out_channels"]) == [25, 50]
+    assert set(table.columns) == set(schema.names(ConvBlock)) | {"params", "output"}  # new fields: new columns
+    cost = model_cost(PRESETS["study-bn"])
+    by_layer = {layer.name: layer.params for layer in cost.layers}
+    assert list(table["params"]) == [by_layer["conv1"] + by_layer["conv1.bn"], by_layer["conv2"] + by_layer["conv2.bn"]]
+    assert list(table["output"]) == ["25×14×14", "50×5×5"]
+    sidebar_widths = [w for w in app.sidebar.number_input if w.key and w.key.endswith(".out_channels")]
+    assert sidebar_widths == []  # the expanders keep only the rarer settings
+
+
+def test_a_refused_cell_names_the_field_and_range_and_keeps_the_last_value():
+    from explorer.arch.presets import PRESETS
+    from explorer.ui import state as arch_keys
+
+    state = arch_keys.arch_to_values(PRESETS["study-bn"]) | {arch_keys.PRESET: "study-bn"}
+    refused = arch_keys.apply_block_edits(state, {0: {"out_channels": 0}, 1: {"out_channels": None, "kernel": 3}})
+    assert refused == ["conv1 out_channels: 0 is out of range; use a value from 1 to 1024. Kept 25.",
+                       "conv2 out_channels: empty; use 1 to 1024. Kept 50."]
+    assert state[arch_keys.block_key(1, "out_channels")] == 25 and state[arch_keys.block_key(2, "kernel")] == 3
+    assert state[arch_keys.PRESET] == "custom"  # the valid edit went through
+    assert arch_keys.apply_block_edits(state, {0: {"out_channels": 12.5}})[0].startswith(
+        "conv1 out_channels: expected a whole number, got 12.5; use a value from 1 to 1024.")
+    assert arch_keys.apply_block_edits(state, {"1": {"out_channels": 1e3, "params": 5}}) == []
+    assert state[arch_keys.block_key(2, "out_channels")] == 1000

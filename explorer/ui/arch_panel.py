@@ -9,7 +9,7 @@ from explorer.arch.config import ArchConfig
 from explorer.arch.cost import LayerCost, ModelCost, model_cost
 from explorer.arch.summary import SummaryTable, torchinfo_summary
 from explorer.errors import ConfigError
-from explorer.ui import arch_charts, arch_diagram
+from explorer.ui import arch_charts, arch_diagram, blocks_table
 from explorer.ui.arch_charts import budget_color
 from explorer.ui.charts import OK_COLOR, OVER_COLOR, WARN_COLOR
 from explorer.ui.format import human, human_bytes
@@ -203,6 +203,7 @@ def render(selection: Selection) -> None:
     name = selection.name
     st.markdown(f"**{name}** on a {c}×{h}×{w} input with {selection.num_classes} classes")
     _metric_cards(cost)
+    blocks_table.render(selection.cfg, cost)
     gauge, detail = st.columns([1, 2])
     with gauge:
         st.vega_lite_chart(arch_charts.budget_spec(cost.params, cost.budget), key="arch.gauge")

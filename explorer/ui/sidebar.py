@@ -102,7 +102,8 @@ def _block_widgets(i: int) -> None:
     # every edit): the browser then keeps it open across edits instead of drawing a new, closed one.
     with st.sidebar.expander(_block_label(i), expanded=False, key=f"arch.panel.conv{i}"):
         for name in keys.BLOCK_FIELDS:
-            widgets.draw(ConvBlock, name, keys.block_key(i, name), on_change=_on_edit, **PERSIST)
+            if name != "out_channels":  # widths: all at once in the Architecture page's blocks table
+                widgets.draw(ConvBlock, name, keys.block_key(i, name), on_change=_on_edit, **PERSIST)
 
 
 def _conv_stage() -> None:

@@ -136,6 +136,33 @@ def apply_widths(state: MutableMapping[str, Any], cfg: ArchConfig) -> None:
         state[fc_key(i)] = units
 
 
+def apply_block_edits(state: MutableMapping[str, Any], edited_rows: Mapping[Any, Mapping[str, Any]]) -> list[str]:
+    """Write a blocks table's cell edits ({row: {field: value}}, rows from 0) into the block values; marks the
+    network custom. A refused value (empty, out of range, not a choice) keeps the last valid one: the returned
+    messages name the block, the field and what is allowed, one each."""
+    refused = []
+    for row, changes in edited_rows.items():
+        index = int(row) + 1
+        for name, value in changes.items():
+            if name not in BLOCK_FIELDS:
+                continue  # a read-only cost column
+            spec = schema.spec_of(ConvBlock, name)
+            try:
+                if value is None:
+                    raise ConfigError(f"conv{index} {name}: empty; use {schema.describe(spec)}.")
+                if spec.kind == "int" and isinstance(value, float) and not value.is_integer():
+                    raise ConfigError(f"conv{index} {name}: expected a whole number, got {value!r}; "
+                                      f"use a value from {spec.low} to {spec.high}.")
+                typed = _typed(ConvBlock, name, value)
+                schema.check_value(spec, typed, f"conv{index} ")
+            except (ConfigError, TypeError, ValueError) as err:
+                refused.append(f"{err} Kept {state[block_key(index, name)]!r}.")
+                continue
+            state[block_key(index, name)] = typed
+            mark_custom(state)
+    return refused
+
+
 def set_input(state: MutableMapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> None:
     """The Train page's dataset choice sets the input shape and the number of classes of the network."""
     state[IN_C], state[IN_H], state[IN_W] = (int(v) for v in input_shape)
