@@ -22,6 +22,7 @@ from explorer.schema import Spec
 from explorer.ui import state as keys
 
 ERRORS = "arch.blocks_errors"
+INDEX_PX = 70  # the row names' column: a fixed width, so the browser tests know where the width cells are
 WIDTH = "out_channels"
 COST_COLUMNS = {
     "params": st.column_config.NumberColumn("params", format="%,d", help="Parameters of the block: conv + BatchNorm."),
@@ -67,6 +68,7 @@ def render(cfg: ArchConfig, cost: ModelCost) -> None:
     digest = hashlib.blake2b(frame.to_json().encode(), digest_size=6).hexdigest()
     editor_key = f"arch.blocks.{digest}"
     config = {spec.name: column_config(spec) for spec in schema.specs(ConvBlock)} | COST_COLUMNS
+    config["_index"] = st.column_config.TextColumn("block", width=INDEX_PX)
     with st.container(key="arch-blocks"):
         st.data_editor(frame, key=editor_key, column_config=config, num_rows="fixed", disabled=list(COST_COLUMNS),
                        on_change=_on_edit, args=(editor_key,), width="stretch")
