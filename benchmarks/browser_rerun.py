@@ -11,8 +11,6 @@ downloaded browser) and measures:
   warm server (median of 3);
 - slider change -> idle: from the keydown on a sidebar slider until the script state is notRunning again,
   alternating two values (median of `--changes`), on the Architecture page and on the Runs page;
-- table edit -> idle: from the Enter that commits a conv1 width typed into the Architecture page's blocks
-  table (a data editor) until idle, alternating 40 and 25 (median of `--changes`);
 - the same while a `python -m explorer train` child trains on synthetic data into the same runs folder.
 
 Times are taken with the page's own clock (performance.now()), so the Playwright driver's latency on a busy
@@ -38,20 +36,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))  # explorer.ui.blocks_table: where the browser finds the width cells
 
-from browser_helpers import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    IDLE,
-    TABLE,
-    edit_width_cell,
-    running_app,
-    stop_process,
-)
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, IDLE, running_app, stop_process  # noqa: E402
 
-GOALS_MS = {"first_render_warm": 2000.0, "architecture": 200.0, "architecture_table": 200.0, "runs": 200.0,
-            "architecture_training": 300.0, "architecture_table_training": 300.0, "runs_training": 300.0}
+GOALS_MS = {"first_render_warm": 2000.0, "architecture": 200.0, "runs": 200.0, "architecture_training": 300.0,
+            "runs_training": 300.0}
 METRIC = "[data-testid='stMetricValue']"
 # Installed before the app loads: records every script-state change and the last keydown with the page's own
 # clock (performance.now()), and for each websocket message the first animation frame after it was handled.
@@ -214,22 +203,6 @@ def slider_changes(page, label: str, changes: int) -> tuple[list[float], int]:
     return times, by_frame
 
 
-def table_edits(page, changes: int) -> tuple[list[float], int]:
-    """ms from the Enter that commits a new conv1 width in the Architecture page's blocks table until idle,
-    alternating two widths; and how many were timed by the frame after the last message."""
-    times, by_frame = [], 0
-    for i in range(changes + 1):
-        width = "40" if i % 2 == 0 else "25"
-        edit_width_cell(page, row=0, text=width)
-        elapsed, how = page.wait_for_function(SETTLED_JS, arg=QUIET_MS, polling=20).json_value()
-        page.wait_for_function(f"() => document.querySelector('{TABLE} #glide-cell-1-0')?.textContent === '{width}'")
-        if i:
-            times.append(elapsed)
-            by_frame += how == "frame"
-        page.wait_for_timeout(150)
-    return times, by_frame
-
-
 def measure_pages(browser, url: str, changes: int, suffix: str = "") -> dict[str, list[float]]:
     out = {}
     for name, key in (("Architecture", "architecture"), ("Runs", "runs")):
@@ -237,10 +210,6 @@ def measure_pages(browser, url: str, changes: int, suffix: str = "") -> dict[str
         out[key + suffix], by_frame = slider_changes(page, "Dropout rate", changes)
         if by_frame:
             print(f"{key + suffix}: {by_frame} of {changes} reruns timed by the frame after the last message")
-        if key == "architecture":
-            out["architecture_table" + suffix], by_frame = table_edits(page, changes)
-            if by_frame:
-                print(f"architecture_table{suffix}: {by_frame} of {changes} reruns timed by the last frame")
         page.close()
     return out
 

@@ -162,3 +162,4 @@ def edit_width_cell(page, row: int, text: str) -> None:
     page.keyboard.type(text)
     watch_reruns(page)
     page.keyboard.press("Enter")
+

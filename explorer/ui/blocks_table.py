@@ -2,14 +2,13 @@
 visible at once, with what each block costs beside it.
 
 The columns come from the settings schema (explorer.schema specs of ConvBlock): a field added to ConvBlock gets
-a column, with its label, range or choices and help, without an edit here. The table is keyed by a digest of
-what it shows, so an edit made elsewhere (the sidebar, a preset, auto-fit, a link) draws a fresh table rather
-than one that replays its old cell edits over the new values.
+a column, with its label, range or choices and help, without an edit here. The table is keyed by a
+version that moves on when an edit made elsewhere (the sidebar, a preset, auto-fit, a link) would otherwise
+show the table's old cell edits over the new values.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pandas as pd
@@ -22,6 +21,7 @@ from explorer.schema import Spec
 from explorer.ui import state as keys
 
 ERRORS = "arch.blocks_errors"
+KEY, VERSION = "arch.blocks", "arch.blocks_version"
 INDEX_PX = 70  # the row names' column: a fixed width, so the browser tests know where the width cells are
 WIDTH = "out_channels"
 COST_COLUMNS = {
@@ -62,11 +62,25 @@ def _on_edit(editor_key: str) -> None:
     st.session_state[ERRORS] = keys.apply_block_edits(st.session_state, edits)
 
 
+def _editor_key(frame: pd.DataFrame) -> str:
+    """The editor's key. It keeps its cell edits across reruns (a fixed-row editor keyed by the caller keeps
+    them while only values change), and they agree with the blocks once the edit is applied; when something
+    else changed an edited block (the sidebar, a preset, auto-fit, a link) or a refused edit was kept back, an
+    old edit would show over the new value: then the key moves on and the table is drawn anew."""
+    state = st.session_state
+    version = state.get(VERSION, 0)
+    edits = (state.get(f"{KEY}.{version}") or {}).get("edited_rows") or {}
+    stale = any(int(row) >= len(frame) or name not in frame.columns or frame.iloc[int(row)][name] != value
+                for row, changes in edits.items() for name, value in changes.items())
+    if stale:
+        state[VERSION] = version = version + 1
+    return f"{KEY}.{version}"
+
+
 def render(cfg: ArchConfig, cost: ModelCost) -> None:
     """The editable blocks table; a refused cell keeps the block's last valid value and says why."""
     frame = blocks_frame(cfg, cost)
-    digest = hashlib.blake2b(frame.to_json().encode(), digest_size=6).hexdigest()
-    editor_key = f"arch.blocks.{digest}"
+    editor_key = _editor_key(frame)
     config = {spec.name: column_config(spec) for spec in schema.specs(ConvBlock)} | COST_COLUMNS
     config["_index"] = st.column_config.TextColumn("block", width=INDEX_PX)
     with st.container(key="arch-blocks"):
