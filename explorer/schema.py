@@ -3,8 +3,9 @@
 Every field of ConvBlock / ArchConfig / TrainConfig is declared with `setting(...)`, which stores a `Spec` in
 the dataclass field's metadata. Everything else derives from it: validation messages (`check`), the JSON
 round trip (`to_dict` / `from_dict`), the CLI flags (`add_arguments`, `values_from_args`, `to_cli_args`),
-the JSON Schema document (`json_schema`) and the Streamlit widgets (explorer.ui.widgets). Adding a field is
-one `setting(...)` line in its class (plus its tests).
+the JSON Schema document (`json_schema`), the Streamlit widgets (explorer.ui.widgets) and, for a field declared
+`searchable=True` (with an optional narrower `search_range`), the search space (explorer.search.space), its
+widgets and docs/search.md. Adding a field is one `setting(...)` line in its class (plus its tests).
 
 Bottom layer: imports only the stdlib and explorer.errors.
 """
@@ -55,6 +56,8 @@ class Spec:
     max_items: int | None = None
     cli: bool = True  # False: no flag of its own (reachable through --arch JSON)
     aliases: tuple[str, ...] = ()  # extra flag names kept for compatibility, e.g. --tta
+    searchable: bool = False  # a search space may sample it (explorer.search.space): one keyword per field
+    search_range: tuple[float, float] | None = None  # a search's default range, where narrower than low..high
     name: str = ""
     kind: str = ""
     default: Any = REQUIRED
@@ -70,6 +73,11 @@ class Spec:
 
     def label_of(self, choice: Any) -> str:
         return self.labels.get(choice, str(choice))
+
+    @property
+    def search_span(self) -> tuple[Any, Any]:
+        """(low, high) a search samples by default: search_range, else the validation range."""
+        return self.search_range if self.search_range is not None else (self.low, self.high)
 
 
 def setting(default: Any = MISSING, **spec: Any) -> Any:
@@ -100,9 +108,25 @@ def specs(cls: type) -> tuple[Spec, ...]:
         if "spec" not in f.metadata:
             raise TypeError(f"{cls.__name__}.{f.name} is not declared with explorer.schema.setting()")
         kind, item = _kind(hints[f.name])
+        _check_search_range(cls, f.name, f.metadata["spec"])
         out.append(dataclasses.replace(f.metadata["spec"], name=f.name, kind=kind, item=item,
                                        default=REQUIRED if f.default is MISSING else f.default))
     return tuple(out)
+
+
+def _check_search_range(cls: type, name: str, spec: Spec) -> None:
+    # A declaration error (caught by the first import in any test), not a user's.
+    if spec.search_range is None:
+        return
+    low, high = spec.search_range
+    if not spec.searchable or spec.low is None or not spec.low <= low <= high <= spec.high:
+        raise TypeError(f"{cls.__name__}.{name}: search_range {spec.search_range} needs searchable=True and must "
+                        f"lie within {spec.low}..{spec.high}")
+
+
+def searchable_specs(cls: type) -> tuple[Spec, ...]:
+    """The settings of `cls` a search space may hold (declared with searchable=True)."""
+    return tuple(s for s in specs(cls) if s.searchable)
 
 
 def spec_of(cls: type, name: str) -> Spec:
@@ -402,6 +426,10 @@ def _property_schema(spec: Spec) -> dict:
         out["x-format"] = spec.fmt
     if spec.cli:
         out["x-flag"] = spec.flag
+    if spec.searchable:
+        out["x-searchable"] = True
+    if spec.search_range is not None:
+        out["x-search-range"] = list(spec.search_range)
     return out
 
 
@@ -426,6 +454,6 @@ def nested_classes(cls: type) -> list[type]:
     return out
 
 
-__all__ = ["Spec", "setting", "specs", "spec_of", "names", "check", "check_value", "freeze_lists", "to_dict",
-           "changed_fields", "edited_name", "from_dict", "known_keys", "parse_text", "describe", "add_arguments",
-           "values_from_args", "to_cli_args", "json_schema", "nested_classes"]
+__all__ = ["Spec", "setting", "specs", "searchable_specs", "spec_of", "names", "check", "check_value", "freeze_lists",
+           "to_dict", "changed_fields", "edited_name", "from_dict", "known_keys", "parse_text", "describe",
+           "add_arguments", "values_from_args", "to_cli_args", "json_schema", "nested_classes"]

@@ -3,6 +3,7 @@ two worker processes on one journal, a worker SIGKILLed mid-trial, errors as one
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -22,6 +23,7 @@ from explorer.cli import main
 from explorer.search.study import create_search, fetch_checkpoint, load_search, make_settings, rows, status
 from explorer.search.trial import validation_split
 from explorer.search.worker import run_worker
+from explorer.store.runner import Slots
 from explorer.store.runs import list_runs, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,57 +191,99 @@ def test_a_baseline_preset_is_trial_zero_and_rebuilds_the_preset(runs_dir):
 # ------------------------------------------------------------------------------------------- worker processes
 
 
-def test_two_worker_processes_on_one_journal_finish_n_trials_with_distinct_numbers(runs_dir):
-    # Trials of a few epochs: long enough that the second worker is up before the first has done all four.
-    storage = _create("pair", runs_dir, data="synthetic:400", trial_epochs=3)
-    done = _cli("search", "run", "pair", "--storage", storage, "--workers", "2", "--trials", "4",
-                "--runs-dir", str(runs_dir), "--json")
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
-    assert summary["run"]["exit_codes"] == [0, 0]
-    study, _ = load_search("pair", storage)
-    finished = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
-    assert 4 <= len(finished) <= 5  # N for the whole search; the other worker may finish the trial it had
-    numbers = [t.number for t in finished]
-    assert len(set(numbers)) == len(numbers)
-    assert len({t.user_attrs["worker"]["pid"] for t in finished}) == 2  # both workers took trials
-    run_ids = [t.user_attrs["run_id"] for t in finished if "run_id" in t.user_attrs]
-    assert len(set(run_ids)) == len(run_ids) == len([r for r in list_runs(runs_dir) if r.get("search")])
+@contextlib.contextmanager
+def held_slots(runs_dir: Path, count: int = 2):
+    """Hold every training slot of the runs folder: a trial's run then waits ("queued") inside its trial, so a
+    test can see two workers each holding a trial, or kill one mid-trial, whatever the machine's speed."""
+    holders = [Slots(runs_dir, count) for _ in range(count)]
+    assert all(h.acquire() for h in holders)
+    try:
+        yield lambda: [h.release() for h in holders]
+    finally:
+        for holder in holders:
+            holder.release()
 
 
-def _running_trial_with_run(storage: str, name: str, deadline: float):
+def _trials_with_runs(storage: str, name: str, wanted: int, deadline: float) -> list:
+    """Wait (polling the storage) until `wanted` trials run with their worker stamp and fitted epochs."""
     while time.monotonic() < deadline:
         study, _ = load_search(name, storage)
-        for trial in study.get_trials(deepcopy=False):
-            if trial.state.name == "RUNNING" and "worker" in trial.user_attrs and trial.user_attrs.get("epochs"):
-                return trial
+        found = [t for t in study.get_trials(deepcopy=False)
+                 if t.state.name == "RUNNING" and "worker" in t.user_attrs and t.user_attrs.get("epochs")]
+        if len(found) >= wanted:
+            return found
         time.sleep(0.1)
-    raise AssertionError("no trial started training")
+    raise AssertionError(f"fewer than {wanted} trials started training")
 
 
-def test_a_worker_killed_mid_trial_has_its_trial_failed_then_retried_and_the_search_completes(runs_dir):
-    space = copy.deepcopy(TINY)
-    space["arch"]["width"] = {"low": 16, "high": 24}
-    storage = _create("kill", runs_dir, space, data="synthetic:400", trial_epochs=6)
-    check_killed_worker_is_retried("kill", storage, runs_dir)
+def _start_search(name: str, storage: str, runs_dir: Path, trials: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "explorer", "search", "run", name, "--storage", storage,
+                             "--workers", "2", "--trials", str(trials), "--runs-dir", str(runs_dir), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=os.environ | {"PYTHONPATH": str(ROOT), "EXPLORER_MAX_RUNS": "2"})
 
 
-def check_killed_worker_is_retried(name: str, storage: str, runs_dir: Path) -> None:
-    """SIGKILL one of two workers once its trial trains; the trial ends FAIL, its copy runs, 3 trials finish."""
-    search = subprocess.Popen([sys.executable, "-m", "explorer", "search", "run", name, "--storage", storage,
-                               "--workers", "2", "--trials", "3", "--runs-dir", str(runs_dir), "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                              env=os.environ | {"PYTHONPATH": str(ROOT)})
+def _finish(search: subprocess.Popen) -> dict:
     try:
-        victim = _running_trial_with_run(storage, name, time.monotonic() + 120)
-        os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
         out, err = search.communicate(timeout=300)
     finally:
         if search.poll() is None:
             search.kill()
             search.communicate()
     assert search.returncode == 0, err
-    summary = json.loads(out)
+    return json.loads(out)
+
+
+def test_two_worker_processes_on_one_journal_finish_exactly_n_trials_with_distinct_numbers(runs_dir):
+    storage = _create("pair", runs_dir, data="synthetic:400")
+    with held_slots(runs_dir) as release:
+        search = _start_search("pair", storage, runs_dir, trials=4)
+        first = _trials_with_runs(storage, "pair", 2, time.monotonic() + 300)
+        release()  # both workers hold a trial: now let them train
+        summary = _finish(search)
+    assert len({t.user_attrs["worker"]["pid"] for t in first}) == 2  # both workers took trials
+    assert summary["run"]["exit_codes"] == [0, 0]
+    study, _ = load_search("pair", storage)
+    finished = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 4 and summary["complete"] + summary["pruned"] + summary["rejected"] == 4
+    numbers = [t.number for t in finished]
+    assert len(set(numbers)) == len(numbers)
+    run_ids = [t.user_attrs["run_id"] for t in finished if "run_id" in t.user_attrs]
+    assert len(set(run_ids)) == len(run_ids) == len([r for r in list_runs(runs_dir) if r.get("search")])
+
+
+def test_a_trial_that_finds_the_search_full_is_skipped_and_stops_its_worker(runs_dir):
+    from explorer.search.study import counted_trials, trials_before
+    from explorer.search.worker import SearchFull, _within
+
+    storage = _create("full", runs_dir)
+    study, settings = load_search("full", storage)
+    early = study.ask()  # another worker's trial, asked an instant before: the last of --trials 1
+    trained = []
+    # This worker asked at the same instant: its trial (numbered later) finds the search full.
+    study.optimize(_within(trained.append, 1), n_trials=5, catch=(SearchFull,))
+    assert trained == [] and len(study.trials) == 2  # skipped untrained, and the worker stopped asking
+    (skipped,) = [r for r in rows(study) if r["number"] != early.number]
+    assert skipped["state"] == "skipped" and skipped["reason"] == "the search already held its 1 trials"
+    assert trials_before(study, skipped["number"]) == 1 and trials_before(study, early.number) == 0
+    study.tell(early, 0.5)
+    assert counted_trials(study) == 1 and status(study, settings)["skipped"] == 1
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_failed_then_retried_and_the_search_completes(runs_dir):
+    storage = _create("kill", runs_dir, data="synthetic:400")
+    check_killed_worker_is_retried("kill", storage, runs_dir)
+
+
+def check_killed_worker_is_retried(name: str, storage: str, runs_dir: Path) -> None:
+    """SIGKILL one of two workers mid-trial (its run waits for a held training slot, so it cannot have finished);
+    the trial ends FAIL, its copy runs in its place, and the search ends with exactly 3 counted trials."""
+    with held_slots(runs_dir) as release:
+        search = _start_search(name, storage, runs_dir, trials=3)
+        (victim, *_) = _trials_with_runs(storage, name, 1, time.monotonic() + 300)
+        os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
+        release()
+        summary = _finish(search)
     assert -signal.SIGKILL in summary["run"]["exit_codes"] and summary["run"]["replaced"] == 1
     study, _ = load_search(name, storage)
     trials = {t.number: t for t in study.get_trials()}
@@ -248,8 +292,9 @@ def check_killed_worker_is_retried(name: str, storage: str, runs_dir: Path) -> N
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1 and retries[0].state.name in ("COMPLETE", "PRUNED")
     assert retries[0].params == victim.params
-    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials.values()) >= 3
-    assert summary["running"] == 0 and summary["waiting"] == 0
+    # --trials 3 holds: the retry replaces the failed trial, it does not add one (the issue saw 6 for 4).
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials.values()) == 3
+    assert summary["running"] == 0 and summary["waiting"] == 0 and summary["failed"] == 1
 
 
 # ------------------------------------------------------------------------------------------- the CLI
@@ -323,3 +368,37 @@ class _no_raise:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_counting_trials_never_hides_a_storage_error_as_zero():
+    """It used to suppress every exception and answer 0: a worker then started trials past --trials."""
+    from explorer.search.study import counted_trials, trials_before
+
+    class Unreadable:
+        def get_trials(self, **kwargs):
+            raise OSError("journal unreadable")
+
+    with pytest.raises(OSError, match="journal unreadable"):
+        counted_trials(Unreadable())
+    with pytest.raises(OSError):
+        trials_before(Unreadable(), 3)
+
+
+def test_a_trial_whose_training_failed_says_why_and_a_new_one_takes_its_place(runs_dir, monkeypatch):
+    import explorer.search.trial as trial_module
+    from explorer.errors import TrainingError
+
+    real_run, calls = trial_module.TrialRun.run, []
+
+    def fails_once(self):
+        calls.append(self)
+        if len(calls) == 1:
+            raise TrainingError("run r1 failed: the loss is NaN at epoch 1, batch 3")
+        return real_run(self)
+
+    monkeypatch.setattr(trial_module.TrialRun, "run", fails_once)
+    storage = _create("fails", runs_dir)
+    run_worker("fails", storage, trials=1, runs_dir=runs_dir)
+    first, second = rows(load_search("fails", storage)[0])
+    assert first["state"] == "failed" and first["reason"] == "run r1 failed: the loss is NaN at epoch 1, batch 3"
+    assert second["state"] == "complete" and second["reason"] is None  # --trials 1: one trained trial

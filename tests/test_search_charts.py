@@ -15,7 +15,8 @@ def _row(number: int, state: str = "complete", val: float | None = None, params:
 
 
 ROWS = [_row(0, val=0.50, params=10_000), _row(1, val=0.60, params=50_000), _row(2, val=0.55, params=80_000),
-        _row(3, val=0.70, params=200_000), _row(4, "rejected", params=400_000, rejected="over the budget"),
+        _row(3, val=0.70, params=200_000), _row(4, "rejected", params=400_000, rejected="over the budget",
+                                                 reason="over the budget"),
         _row(5, "running"), _row(6, "failed"), _row(7, "pruned", params=30_000)]
 
 
@@ -65,7 +66,7 @@ def test_trials_table_newest_first_in_percent_with_the_rejection_reason():
     table = search_charts.trials_table(ROWS)
     assert list(table["Trial"]) == [7, 6, 5, 4, 3, 2, 1, 0]
     assert math.isclose(table.loc[table["Trial"] == 3, "Val accuracy"].item(), 70.0)
-    assert table.loc[table["Trial"] == 4, "Rejected because"].item() == "over the budget"
+    assert table.loc[table["Trial"] == 4, "Why"].item() == "over the budget"
     assert {"State", "Params", "FLOPs", "Test accuracy", "Seconds"} <= set(table.columns)
 
 
@@ -93,3 +94,30 @@ def test_history_of_one_trial_stays_within_0_and_100_percent():
     fig = search_charts.history_figure([_row(0, val=0.51, params=1_000)])
     assert list(fig.layout.yaxis.range) == [0, 1]
     assert search_charts.history_figure(ROWS).layout.yaxis.range is None  # several values: fitted to them
+
+
+def test_a_rejection_says_why_in_its_tooltip_and_the_table_even_under_the_budget():
+    slow = _row(8, "rejected", params=20_000, flops=3_000_000, reason="too slow: 2 epochs of 45 images take more",
+                rejected="too slow: 2 epochs of 45 images take more")
+    fig = search_charts.pareto_figure([slow], "params", budget=256_000)
+    (hover,) = _trace(fig, "rejected (never trained)").hovertext
+    assert hover == "trial 8 rejected: too slow: 2 epochs of 45 images take more<br>20,000 params · 3,000,000 FLOPs"
+    table = search_charts.trials_table([slow, _row(9, "running", reason="waiting for a training slot (2 runs hold "
+                                                                        "them)")])
+    assert list(table["Why"]) == ["waiting for a training slot (2 runs hold them)",
+                                  "too slow: 2 epochs of 45 images take more"]
+
+
+def test_empty_charts_have_sensible_axes():
+    """No trial yet: the Pareto chart runs from 0 past the budget and 0-100 %, not 255.999k-256.0005k and
+    -100 %-400 % (Plotly's autorange around one value); without a budget, 0-1."""
+    fig = search_charts.pareto_figure([_row(0, "running")], "params", budget=256_000)
+    assert list(fig.layout.xaxis.range) == [0, 320_000] and list(fig.layout.yaxis.range) == [0, 1]
+    bare = search_charts.pareto_figure([], "flops", budget=None)
+    assert list(bare.layout.xaxis.range) == [0, 1] and list(bare.layout.yaxis.range) == [0, 1]
+    history = search_charts.history_figure([])
+    assert list(history.layout.xaxis.range) == [0, 1] and list(history.layout.yaxis.range) == [0, 1]
+    one = search_charts.history_figure([_row(3, val=0.5, params=1)])
+    assert list(one.layout.xaxis.range) == [2, 4]
+    full = search_charts.pareto_figure(ROWS, "params", budget=256_000)
+    assert full.layout.xaxis.range is None and full.layout.yaxis.range is None  # data: Plotly's autorange

@@ -213,3 +213,79 @@ def test_stop_ends_the_search_and_queues_its_trial_again(app, runs_dir, tmp_path
     app.run()
     assert _metric(app, "Failed") == 1 and _metric(app, "Waiting") == 1 and _metric(app, "Running") == 0
     assert app.button(key="search.continue").disabled is False
+
+
+# ------------------------------------------------------------------------------------------- reasons (issue 21)
+
+
+def test_the_form_shows_the_workers_and_trials_the_search_was_started_with(app, runs_dir, tmp_path):
+    """After a search (and after a reload: a new session), its boxes show what was entered, not the defaults."""
+    from explorer.atomic import atomic_write_json
+    from explorer.search.study import create_search, make_settings
+
+    create_search("entered", default_storage("entered", runs_dir), make_settings(TINY, "synthetic:200",
+                                                                                  trial_epochs=1))
+    command = control.run_command("entered", 1, 4, None, runs_dir, tmp_path / "data")
+    atomic_write_json(control.search_dir("entered", runs_dir) / control.PROCESS_NAME, {"command": command})
+    assert (search_panel.DEFAULTS[search_panel.WORKERS], search_panel.DEFAULTS[search_panel.TRIALS]) == (2, 20)
+    app.run()
+    app.selectbox(key=search_panel.PICK).set_value("entered").run()
+    assert not app.exception
+    assert app.number_input(key=search_panel.WORKERS).value == 1
+    assert app.number_input(key=search_panel.TRIALS).value == 4
+    app.number_input(key=search_panel.TRIALS).set_value(7).run()  # an edit by the user stays
+    assert app.number_input(key=search_panel.TRIALS).value == 7
+
+
+def test_a_trial_waiting_for_a_training_slot_says_so(app, runs_dir):
+    import threading
+
+    from explorer.search.study import create_search, make_settings
+    from explorer.search.worker import run_worker
+    from explorer.store.runner import Slots
+
+    storage = default_storage("queued", runs_dir)
+    create_search("queued", storage, make_settings(TINY, "synthetic:200", trial_epochs=1))
+    holders = [Slots(runs_dir, 2) for _ in range(2)]  # two other runs hold both training slots
+    assert all(h.acquire() for h in holders)
+    worker = threading.Thread(target=run_worker, args=("queued", storage, 1), kwargs={"runs_dir": runs_dir})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not control.slot_waits(rows(load_search("queued", storage)[0]), runs_dir):
+            assert time.monotonic() < deadline and worker.is_alive(), "the trial never queued for a slot"
+            time.sleep(0.1)
+        app.run()
+        app.selectbox(key=search_panel.PICK).set_value("queued").run()
+        assert not app.exception
+        (info,) = [i.value for i in app.info if "training slot" in i.value]
+        assert info.startswith("Trial 0 is waiting for a training slot (2 runs hold them): at most 2 runs train")
+        table = app.dataframe[0].value
+        assert table.loc[table["Trial"] == 0, "Why"].item() == "waiting for a training slot (2 runs hold them)"
+    finally:
+        for holder in holders:
+            holder.release()
+        worker.join(timeout=300)
+    (row,) = rows(load_search("queued", storage)[0])
+    assert row["state"] == "complete" and not control.slot_waits([row], runs_dir)
+
+
+def test_a_setting_switched_to_a_range_starts_at_its_declared_search_range(app):
+    from explorer.ui import space_editor as editor
+
+    app.text_area(key=search_panel.SPACE).set_value(json.dumps(TINY)).run()  # no dropout in it
+    app.selectbox(key=editor.ADD).set_value("arch.dropout").run()
+    app.selectbox(key=editor.key("arch", "dropout", "mode")).set_value("range").run()
+    assert not app.exception and not app.error
+    assert _space(app)["arch"]["dropout"] == {"low": 0.0, "high": 0.3}  # its search_range, not the limits 0-0.9
+    app.selectbox(key=editor.ADD).set_value("train.bn_bias_lr").run()
+    app.selectbox(key=editor.key("train", "bn_bias_lr", "mode")).set_value("range").run()
+    assert _space(app)["train"]["bn_bias_lr"] == {"low": 0.01, "high": 100.0, "log": True}  # limits, log scale
+
+
+def test_a_refused_storage_is_said_before_start_and_start_is_disabled(app, tmp_path):
+    app.text_input(key=search_panel.STORAGE).set_value(f"sqlite:///{tmp_path}/any.db").run()
+    assert any("the app keeps sqlite files inside the runs folder" in e.value for e in app.error)
+    assert app.button(key="search.start").disabled and not (tmp_path / "any.db").exists()
+    app.text_input(key=search_panel.STORAGE).set_value("postgresql+psycopg://u:pw@db.example/s").run()
+    assert not app.error and app.button(key="search.start").disabled is False

@@ -3,7 +3,6 @@ started with initdb/pg_ctl on a free port, workers pointed at its SQLAlchemy URL
 
 from __future__ import annotations
 
-import copy
 import glob
 import json
 import os
@@ -12,6 +11,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -68,23 +68,22 @@ def _create_on(url: str, name: str, runs_dir: Path, **kwargs) -> str:
     return url
 
 
-def test_two_workers_on_postgresql_finish_n_trials_with_distinct_numbers(postgres_url, runs_dir):
+def test_two_workers_on_postgresql_finish_exactly_n_trials_with_distinct_numbers(postgres_url, runs_dir):
     _create_on(postgres_url, "pg-pair", runs_dir)
-    done = cases._cli("search", "run", "pg-pair", "--storage", postgres_url, "--workers", "2", "--trials", "4",
-                      "--runs-dir", str(runs_dir), "--json")
-    assert done.returncode == 0, done.stderr
+    with cases.held_slots(runs_dir) as release:
+        search = cases._start_search("pg-pair", postgres_url, runs_dir, trials=4)
+        first = cases._trials_with_runs(postgres_url, "pg-pair", 2, time.monotonic() + 300)
+        release()  # both workers hold a trial: now let them train
+        cases._finish(search)
+    assert len({t.user_attrs["worker"]["pid"] for t in first}) == 2
     study, _ = load_search("pg-pair", postgres_url)
     finished = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
-    assert 4 <= len(finished) <= 5
-    assert len({t.number for t in finished}) == len(finished)
-    assert len({t.user_attrs["worker"]["pid"] for t in finished}) == 2
+    assert len(finished) == 4 and len({t.number for t in finished}) == 4
     assert all(r["run_id"] for r in rows(study) if r["state"] == "complete")
 
 
 def test_a_worker_killed_mid_trial_on_postgresql_is_failed_retried_and_the_search_completes(postgres_url, runs_dir):
-    space = copy.deepcopy(cases.TINY)
-    space["arch"]["width"] = {"low": 16, "high": 24}
-    _create_on(postgres_url, "pg-kill", runs_dir, space=space, data="synthetic:400", trial_epochs=6)
+    _create_on(postgres_url, "pg-kill", runs_dir, data="synthetic:400")
     cases.check_killed_worker_is_retried("pg-kill", postgres_url, runs_dir)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import optuna
 import pytest
@@ -108,3 +109,110 @@ def test_load_space_refuses_bad_json_and_unknown_presets():
         load_space("{", "space.json")
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         space_around("nope")
+
+
+# ------------------------------------------------------------------------------------------- from the schema
+
+
+def _declared_searchable(cls) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(cls) if f.metadata["spec"].searchable}
+
+
+def test_the_space_holds_exactly_the_fields_the_schema_declares_searchable():
+    from explorer.arch.config import ConvBlock
+    from explorer.engine.config import TrainConfig
+    from explorer.search.space import BLOCK_FIELDS, KNOBS, section_specs
+
+    assert set(BLOCK_FIELDS) == _declared_searchable(ConvBlock) and "out_channels" not in BLOCK_FIELDS
+    assert set(section_specs("arch")) == set(KNOBS) | _declared_searchable(ConvBlock) | \
+        _declared_searchable(ArchConfig)
+    assert set(section_specs("train")) == _declared_searchable(TrainConfig)
+    assert {"epochs", "seed", "device"}.isdisjoint(section_specs("train"))
+    with pytest.raises(ConfigError, match="space train.epochs: unknown field"):
+        check_space(copy.deepcopy(TINY) | {"train": {"epochs": 3}})
+
+
+def test_every_searchable_field_is_accepted_and_sampled_at_its_value():
+    """Each searchable field, fixed at a value other than its default, reaches the sampled config: a field marked
+    searchable=True is in the space with nothing else to write."""
+    from explorer.arch.config import ConvBlock
+    from explorer.engine.config import TrainConfig
+    from explorer.schema import searchable_specs
+
+    def other(spec):
+        if spec.kind == "bool":
+            return not spec.default
+        if spec.kind == "list[str]":
+            return list(spec.choices[:1])
+        if spec.choices:
+            return next(c for c in spec.choices if c != spec.default)
+        return min(spec.search_span[1], spec.default + 0.5) if spec.kind == "float" else \
+            int(min(spec.high, spec.default + 1))
+
+    for cls, section in ((ConvBlock, "arch"), (ArchConfig, "arch"), (TrainConfig, "train")):
+        for spec in searchable_specs(cls):
+            space = copy.deepcopy(TINY)
+            space[section] = {**space[section], spec.name: other(spec)}
+            space["arch"]["depth"] = 2  # block 2: a residual skip is never sampled on block 1
+            check_space(space)
+            trial = optuna.create_study().ask()
+            try:
+                arch, train = sample(trial, space)
+            except ConfigError:
+                continue  # a combination the config itself refuses (e.g. label smoothing with the NLL loss)
+            got = getattr(train if section == "train" else (arch.conv[-1] if cls is ConvBlock else arch), spec.name)
+            wanted = other(spec)
+            assert (list(got) if isinstance(got, tuple) else got) == wanted, spec.name
+
+
+def test_a_search_range_narrower_than_the_limits_is_declared_once_and_used():
+    from explorer.engine.config import TrainConfig
+    from explorer.schema import setting, spec_of, specs
+
+    assert spec_of(ArchConfig, "dropout").search_span == (0.0, 0.3) and spec_of(ArchConfig, "dropout").high == 0.9
+    assert space_around("fast")["arch"]["dropout"] == {"low": 0.0, "high": 0.3}
+    assert space_around("fast")["train"]["label_smoothing"] == {"low": 0.0, "high": 0.3}
+    assert spec_of(TrainConfig, "lr").search_span == (1e-8, 100.0)  # no search_range: the limits
+    from explorer.schema import json_schema
+
+    dropout = json_schema(ArchConfig)["properties"]["dropout"]
+    assert dropout["x-searchable"] is True and dropout["x-search-range"] == [0.0, 0.3]
+    assert "x-searchable" not in json_schema(TrainConfig)["properties"]["epochs"]
+
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Bad:
+        x: float = setting(0.0, label="x", low=0.0, high=1.0, searchable=True, search_range=(0.0, 2.0))
+
+    with pytest.raises(TypeError, match="search_range"):
+        specs(Bad)
+
+
+def test_space_around_keeps_the_files_it_wrote_before():
+    """`search space --preset fast` as it was before the schema flag (a file users keep): it still loads, and the
+    flag-derived space_around writes it unchanged."""
+    before = {"recipe": "fast",
+              "arch": {"depth": {"low": 3, "high": 6}, "widths": [26, 52, 103, 206],
+                       "width_multiplier": {"low": 0.5, "high": 1.5}, "kernel": {"choices": [3, 5]},
+                       "padding": "same", "pool": {"choices": ["none", "max"]}, "residual": {"choices": [False, True]},
+                       "batchnorm": True, "pool_first": {"choices": [False, True]},
+                       "dropout": {"low": 0.0, "high": 0.3},
+                       "activation": {"choices": ["gelu", "relu"]}, "head": {"choices": ["avgpool", "maxpool"]},
+                       "fc_layers": {"low": 0, "high": 1}, "fc_units": {"low": 32, "high": 256, "log": True}}}
+    now = space_around("fast")
+    assert load_space(json.dumps(before | {"train": now["train"]}))
+    assert {k: now["arch"][k] for k in before["arch"]} == before["arch"]
+
+
+def test_docs_list_the_searchable_fields_as_the_schema_declares_them():
+    from pathlib import Path
+
+    from explorer.search.space import fields_table
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "search.md").read_text()
+    listed = docs.split("<!-- fields_table: begin -->\n", 1)[1].split("\n<!-- fields_table: end -->", 1)[0]
+    assert listed == fields_table()
+    assert "| arch | `pool_first` |" in listed and "`epochs`" not in listed

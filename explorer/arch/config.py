@@ -25,6 +25,10 @@ MAX_CONV_BLOCKS = 8
 MAX_FC_LAYERS = 4
 MAX_CHANNELS = 1024
 MAX_UNITS = 4096
+# What a design's input may be: validation, the sidebar's widgets and a link's decoder all read these.
+MAX_INPUT_CHANNELS = 64
+MAX_INPUT_SIZE = 1024  # pixels, height and width
+CLASSES_RANGE = (2, 1000)  # what the sidebar and a link may set (a checkpoint may carry more: cost.py)
 
 
 @dataclass(frozen=True)
@@ -37,13 +41,13 @@ class ConvBlock:
 
     out_channels: int = setting(label="Out channels", low=1, high=MAX_CHANNELS, step=1, scale="log",
                                 help="filters of the convolution, e.g. 32")
-    kernel: int = setting(3, label="Kernel (k×k)", choices=KERNELS, widget="segmented_control")
-    padding: str = setting("same", label="Padding", choices=PADDINGS, widget="segmented_control",
+    kernel: int = setting(3, searchable=True, label="Kernel (k×k)", choices=KERNELS, widget="segmented_control")
+    padding: str = setting("same", searchable=True, label="Padding", choices=PADDINGS, widget="segmented_control",
                            help="'same' keeps H×W (pads k//2); 'valid' shrinks the map by k−1.")
-    stride: int = setting(1, label="Stride", choices=STRIDES, widget="segmented_control")
-    pool: str = setting("none", label="Pooling after (2×2)", choices=POOLS, widget="segmented_control")
+    stride: int = setting(1, searchable=True, label="Stride", choices=STRIDES, widget="segmented_control")
+    pool: str = setting("none", searchable=True, label="Pooling after (2×2)", choices=POOLS, widget="segmented_control")
     # Identity skip around the block (ResNet style); needs same width, stride 1 and 'same' padding.
-    residual: bool = setting(False, label="Residual (identity skip)",
+    residual: bool = setting(False, searchable=True, label="Residual (identity skip)",
                              help="Adds the block's input to its output; needs equal widths, stride 1, padding "
                                   "'same'.")
 
@@ -69,20 +73,21 @@ class ArchConfig:
         (), label="Hidden FC layers", low=1, high=MAX_UNITS, step=1, scale="log", max_items=MAX_FC_LAYERS,
         item_label="fc{i} units", items_word="hidden layers", group="classifier",
         help="widths of the hidden fully connected layers, e.g. 120,84")
-    batchnorm: bool = setting(False, label="BatchNorm after every conv and hidden FC", widget="toggle",
+    batchnorm: bool = setting(False, searchable=True, label="BatchNorm after every conv and hidden FC", widget="toggle",
                               group="layers")
-    dropout: float = setting(0.0, label="Dropout rate (hidden FC layers)", low=0.0, high=0.9, step=0.05,
+    dropout: float = setting(0.0, searchable=True, search_range=(0.0, 0.3), label="Dropout rate (hidden FC layers)",
+                             low=0.0, high=0.9, step=0.05,
                              fmt="%.2f", widget="slider", group="layers")
-    dropout_conv: bool = setting(False, label="Dropout on conv blocks too", group="layers")
-    activation: str = setting("relu", label="Activation", choices=ACTIVATIONS, group="layers",
+    dropout_conv: bool = setting(False, searchable=True, label="Dropout on conv blocks too", group="layers")
+    activation: str = setting("relu", searchable=True, label="Activation", choices=ACTIVATIONS, group="layers",
                               labels={"relu": "ReLU", "leaky_relu": "LeakyReLU", "gelu": "GELU", "silu": "SiLU"})
     # Max-pool commutes with BatchNorm (positive scale) and a monotone activation, so pooling first is nearly
     # the same function; BN and the activation dominate a CPU training step at full resolution.
     pool_first: bool = setting(
-        False, label="Pool right after the conv", widget="toggle", group="layers",
+        False, searchable=True, label="Pool right after the conv", widget="toggle", group="layers",
         help="conv → pool → BatchNorm → activation: BatchNorm and the activation run on a 4× smaller map, "
              "~1.7× faster training on a CPU. Blocks with a residual skip keep pooling after the sum.")
-    head: str = setting("flatten", label="Head", choices=HEADS, group="classifier",
+    head: str = setting("flatten", searchable=True, label="Head", choices=HEADS, group="classifier",
                         labels={"flatten": "flatten", "avgpool": "global avg pool", "maxpool": "global max pool"},
                         help="flatten keeps every position; global pooling keeps one value per channel.")
 
@@ -185,8 +190,9 @@ def _check_input_shape(input_shape: Any) -> tuple[int, int, int]:
     if len(tuple(input_shape)) != 3 or not all(isinstance(v, int) and v >= 1 for v in input_shape):
         raise ConfigError(f"input shape {input_shape!r}: expected three positive whole numbers C,H,W, e.g. 3,32,32.")
     c, h, w = input_shape
-    if c > 64 or h > 1024 or w > 1024:
-        raise ConfigError(f"input shape {c}x{h}x{w} is too large; use at most 64 channels and 1024x1024 pixels.")
+    if c > MAX_INPUT_CHANNELS or h > MAX_INPUT_SIZE or w > MAX_INPUT_SIZE:
+        raise ConfigError(f"input shape {c}x{h}x{w} is too large; use at most {MAX_INPUT_CHANNELS} channels and "
+                          f"{MAX_INPUT_SIZE}x{MAX_INPUT_SIZE} pixels.")
     return c, h, w
 
 

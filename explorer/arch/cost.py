@@ -21,6 +21,16 @@ from explorer.errors import ConfigError
 
 BYTES_PER_FLOAT = 4
 DEFAULT_BUDGET = 256_000
+BUDGET_RANGE = (1_000, 100_000_000)  # what the sidebar and a link may set
+# What may be built in this process at all, whatever the budget: a design (a link, the sidebar, a search trial,
+# a checkpoint's metadata) is costed first, and one over these is never allocated (no model, summary, diagram).
+MAX_BUILD_PARAMS = 50_000_000
+MAX_BUILD_ACTIVATION_BYTES = 256 * 2**20  # one image's activations (a batch multiplies them)
+MAX_BUILD_CLASSES = 10_000
+
+
+class TooLargeToBuild(ConfigError):
+    """A valid design too big to allocate here (parameters, activation memory or classes over the limits)."""
 
 
 @dataclass(frozen=True)
@@ -232,3 +242,29 @@ def fit_to_budget(cfg: ArchConfig, budget: int = DEFAULT_BUDGET, input_shape: tu
                 f"{budget:,}; use a global pooling head, more pooling, or a larger budget.")
         low = 1e-9
     return cfg.scaled(low)
+
+
+def build_refusal(cost: ModelCost) -> str | None:
+    """Why the network `cost` describes must not be built here (it would take too much memory), else None.
+    The one rule for every path that builds a model from user input."""
+    if cost.num_classes > MAX_BUILD_CLASSES:
+        return (f"{cost.num_classes:,} classes is over the limit of {MAX_BUILD_CLASSES:,}; explorer's networks are "
+                "small classifiers.")
+    if cost.params > MAX_BUILD_PARAMS:
+        return (f"this network has {cost.params:,} parameters, over the limit of {MAX_BUILD_PARAMS:,} that may be "
+                "built here. Use fewer or narrower layers.")
+    if cost.activation_bytes > MAX_BUILD_ACTIVATION_BYTES:
+        return (f"this network needs {cost.activation_bytes / 2**20:,.0f} MiB of activations per image, over the "
+                f"limit of {MAX_BUILD_ACTIVATION_BYTES / 2**20:,.0f} MiB that may be built here. Use a smaller "
+                "input, fewer channels at full resolution, or pool earlier.")
+    return None
+
+
+def buildable_cost(cfg: ArchConfig, input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10,
+                   budget: int = DEFAULT_BUDGET) -> ModelCost:
+    """model_cost, and TooLargeToBuild when build_refusal refuses the network (nothing is allocated)."""
+    cost = model_cost(cfg, input_shape, num_classes, budget)
+    refusal = build_refusal(cost)
+    if refusal:
+        raise TooLargeToBuild(refusal)
+    return cost

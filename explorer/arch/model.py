@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from explorer.arch.config import ArchConfig, ConvBlock, head_features, layer_shapes
+from explorer.arch.cost import buildable_cost
 from explorer.errors import ConfigError
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -65,7 +66,9 @@ class Net(nn.Module):
 
 
 def build_model(cfg: ArchConfig, input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10) -> Net:
-    """The nn.Module for `cfg`; raises ConfigError when the input cannot pass through it."""
+    """The nn.Module for `cfg`; ConfigError when the input cannot pass through it, TooLargeToBuild (a
+    ConfigError) when the network is over the build limits of explorer.arch.cost."""
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ConfigError(f"num_classes must be a whole number of at least 2, got {num_classes!r}.")
+    buildable_cost(cfg, tuple(input_shape), num_classes)  # costed first: a too-large design is never allocated
     return Net(cfg, tuple(input_shape), num_classes)

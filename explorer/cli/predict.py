@@ -61,12 +61,13 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _read_image(path: Path, input_shape: tuple[int, int, int]):
     from explorer.errors import DataError
+    from explorer.files import MAX_IMAGE_BYTES, read_regular
     from explorer.inspect.images import load_image
 
     try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"{path}: cannot read the image ({err.strerror or err}); check the path.") from None
+        data = read_regular(path, MAX_IMAGE_BYTES, DataError)  # never /dev/zero, a FIFO or past the size rule
+    except DataError as err:
+        raise DataError(f"cannot read the image: {err}") from None
     try:
         return load_image(data, input_shape)
     except DataError as err:

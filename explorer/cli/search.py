@@ -8,7 +8,8 @@ python -m explorer search status|best NAME [--storage URL] [--json]
 python -m explorer search export NAME [--storage URL] [--output FILE.csv]
 
 --storage: journal:PATH or a SQLAlchemy URL; default journal:<runs-dir>/searches/NAME/journal.log. A worker on
-another machine runs `search run` with the same (database) URL. Errors exit 2 with one line.
+another machine runs `search run` with the same (database) URL. A storage is checked before anything is created
+(explorer.search.storage); a journal's torn last line is repaired. Errors exit 2 with one line.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         _common(r)
         if command == "run":
             r.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-        r.add_argument("--trials", type=int, help="stop when the search holds this many trials (all workers)")
+        r.add_argument("--trials", type=int, help="the search ends with exactly this many complete or pruned trials "
+                                                  "(all workers; a failed trial's retry replaces it)")
         r.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
         r.add_argument("--data-dir", type=Path, help="where the data is found (default $EXPLORER_DATA_DIR or data)")
         r.set_defaults(handler=run_run if command == "run" else run_worker)
@@ -145,10 +147,12 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def _print_status(summary: dict, as_json: bool) -> int:
+    from explorer.search.study import STATES
+
     if as_json:
         print_json(summary)
         return 0
-    counts = ", ".join(f"{summary[k]} {k}" for k in ("complete", "running", "waiting", "pruned", "rejected", "failed"))
+    counts = ", ".join(f"{summary[k]} {k}" for k in STATES if summary[k] or k != "skipped")
     print(f"search {summary['name']}: {summary['trials']} trials ({counts})")
     for row in summary["pareto"]:
         print(f"  pareto: trial {row['number']:>4}  {row['params']:>9,} params  {row['flops'] / 1e6:8.2f} MFLOPs  "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from explorer import schema
@@ -78,6 +79,7 @@ def run_train(args: argparse.Namespace) -> int:
     printer = _JsonPrinter() if args.json else _ProgressPrinter()
     process = RunProcess(spec, runs_dir=args.runs_dir, data_dir=args.data_dir, run_id=args.run_id,
                          on_event=printer.event)
+    printer.data_notes = lambda: process.record.get("data_notes") or []  # set once the data is loaded
     process.run()  # TrainingError (exit 2, one line) when the run failed
     printer.finish(_final_line(process))
     return 128 + process.signal if process.signal else 0
@@ -124,7 +126,8 @@ def _final_line(process) -> dict:
             "checkpoint": checkpoint, "test_accuracy": history.latest_metrics()["test_accuracy"],
             "per_class": history.latest_metrics()["per_class"], "epochs": [e.to_dict() for e in history.epoch_events],
             "images_per_second": summary["images_per_second"], "params": record.get("params"),
-            "flops": record.get("flops"), "device": record.get("device"), "wall_seconds": summary["wall_seconds"]}
+            "flops": record.get("flops"), "device": record.get("device"), "wall_seconds": summary["wall_seconds"],
+            "data_notes": record.get("data_notes") or []}
 
 
 class _JsonPrinter:
@@ -139,6 +142,7 @@ class _JsonPrinter:
 class _ProgressPrinter:
     def __init__(self) -> None:
         self.last_epoch = 0
+        self.data_notes: Callable[[], list[str]] = list
 
     def event(self, event) -> None:
         handler = getattr(self, f"_{event.type}", None)
@@ -158,6 +162,8 @@ class _ProgressPrinter:
         print(f"training {event.params:,} params ({event.flops / 1e6:.2f} MFLOPs/image) on {event.device}{threads}: "
               f"{event.train_images:,} train / {event.test_images:,} test images "
               f"{'x'.join(map(str, event.input_shape))}, {event.epochs} epochs of {event.steps_per_epoch} batches")
+        for note in self.data_notes():  # what loading changed or skipped (e.g. a decompression bomb), by name
+            print(f"data note: {note}")
 
     def _baseline(self, event) -> None:
         print(f"random init: test loss {event.test_loss:.3f}, accuracy {event.test_accuracy:.1%}")

@@ -19,12 +19,13 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from explorer.engine.dataset import Dataset, _finish
 from explorer.engine.folders import _folder_cached, list_folder
-from explorer.engine.synthetic import SYNTHETIC_CLASSES, _synthetic_sizes, synthetic_images
+from explorer.engine.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_TRAIN, _synthetic_sizes, synthetic_images
 from explorer.errors import DataError
 
 _MEMO: dict[tuple, Dataset] = {}
@@ -32,10 +33,29 @@ _MEMO_LOCK = threading.Lock()
 _MEMO_SIZE = 2
 
 
+def canonical_source(source: Any) -> Any:
+    """One name for one dataset: "synthetic:2000" (the default size) and " synthetic" are "synthetic",
+    "synthetic:0500" is "synthetic:500". Records are written and read through it, so runs of one dataset group
+    together in the Runs table and its Pareto fronts, older records included. A non-string is returned as is."""
+    if not isinstance(source, str):
+        return source
+    text = source.strip()
+    kind, _, arg = text.partition(":")
+    if kind != "synthetic":
+        return text
+    if not arg.strip():
+        return "synthetic"
+    try:
+        size = int(arg)
+    except ValueError:
+        return text  # not a valid source: loading it says why
+    return "synthetic" if size == SYNTHETIC_TRAIN else f"synthetic:{size}"
+
+
 def load_dataset(source: str, data_dir: str | Path = "data") -> Dataset:
     """The dataset `source` names (see the module docstring); DataError says what is wrong and what to use."""
     kind, arg = _parse_source(source)
-    source = source.strip()
+    source = canonical_source(source)
     if kind == "synthetic":
         return _memoized((source,), lambda: _synthetic(source, arg))
     if kind == "cifar10" and not arg:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,11 +16,17 @@ import torch
 from explorer.atomic import atomic_write
 from explorer.engine.dataset import Dataset, _finish
 from explorer.errors import DataError
+from explorer.files import MAX_IMAGE_BYTES, open_regular
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 CACHE_VERSION = 1  # bump when the decoded layout changes: old caches are then ignored
 HOLDOUT_FRACTION = 0.1
 HOLDOUT_SEED = 0
+# What a damaged, truncated or foreign cache file raises when read: a missed shortcut, decoded again quietly.
+# Anything else (e.g. a cache whose fields no longer match Dataset) is a bug that makes every start slow: logged.
+EXPECTED_CACHE_ERRORS = (OSError, EOFError, RuntimeError, pickle.UnpicklingError)
+LOG = logging.getLogger(__name__)
+_LOGGED: set[str] = set()  # cache files already logged once in this process
 
 
 def _list_splits(path: Path) -> dict[str, dict[str, list[Path]]]:
@@ -104,14 +113,27 @@ def _folder_cached(source: str, path: Path, data_dir: Path, splits: dict, key: s
     candidates = _cache_candidates(path, data_dir, key)
     for cache in candidates:
         if cache.is_file():
-            try:
-                saved = torch.load(cache, weights_only=True)
-                return Dataset(name=source, **saved)
-            except Exception:  # a damaged or foreign cache file is only a missed shortcut: decode again
-                continue
+            dataset = _read_cache(source, cache)
+            if dataset is not None:
+                return dataset
     dataset = _decode_folder(source, splits)
     _write_cache(dataset, candidates)
     return dataset
+
+
+def _read_cache(source: str, cache: Path) -> Dataset | None:
+    """The dataset a cache file holds; None (decode again) when it cannot be used."""
+    try:
+        return Dataset(name=source, **torch.load(cache, weights_only=True))
+    except EXPECTED_CACHE_ERRORS:
+        return None
+    except Exception as err:  # anything else: the images are decoded again, and the cause said once
+        if str(cache) not in _LOGGED:
+            _LOGGED.add(str(cache))
+            LOG.warning("the decoded-image cache %s cannot be used (%s: %s); decoding the images again. A cache "
+                        "from another version is replaced; if this repeats, report it.", cache,
+                        type(err).__name__, err)
+        return None
 
 
 def _write_cache(dataset: Dataset, candidates: list[Path]) -> None:
@@ -176,10 +198,15 @@ def _decode_folder(source: str, splits: dict) -> Dataset:
 
 def _decode_split(listing: dict[str, list[Path]]) -> tuple[list[np.ndarray], list[int], list[Path]]:
     """Decoded images and their labels, and the files skipped as decompression bombs."""
+    from PIL import Image
+
     files = [f for fs in listing.values() for f in fs]
     labels = [i for i, fs in enumerate(listing.values()) for _ in fs]
     # PIL releases the GIL while decoding, so threads use every core without worker processes.
-    with ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1)) as pool:
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1)) as pool:
+        # Set here, not in the threads (the filters are global): images past Pillow's limit are skipped and
+        # named in the dataset's notes; its raw DecompressionBombWarning would only repeat that, without the name.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         images = list(pool.map(_decode_image, files, chunksize=256))
     kept = [(image, label) for image, label in zip(images, labels) if image is not None]
     skipped = [f for f, image in zip(files, images) if image is None]
@@ -198,17 +225,19 @@ def _decode_image(path: Path) -> np.ndarray | None:
     """The image as H x W (grey) or H x W x 3; None for a decompression bomb (too many pixels to decode safely)."""
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(path) as image:
-            # Only the header is read so far: refuse a huge image before its pixels are decoded.
-            if Image.MAX_IMAGE_PIXELS and image.size[0] * image.size[1] > Image.MAX_IMAGE_PIXELS:
-                return None
-            grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
-            return np.asarray(image.convert("L" if grey else "RGB"))
-    except Image.DecompressionBombError:
-        return None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"cannot read image {path}: {err}. Remove or replace the file.") from None
+    # A regular file within the size rule (a FIFO or device dropped in after the listing never blocks a decode).
+    with open_regular(path, MAX_IMAGE_BYTES, DataError) as handle:
+        try:
+            with Image.open(handle) as image:
+                # Only the header is read so far: refuse a huge image before its pixels are decoded.
+                if Image.MAX_IMAGE_PIXELS and image.size[0] * image.size[1] > Image.MAX_IMAGE_PIXELS:
+                    return None
+                grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
+                return np.asarray(image.convert("L" if grey else "RGB"))
+        except Image.DecompressionBombError:
+            return None
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise DataError(f"cannot read image {path}: {err}. Remove or replace the file.") from None
 
 
 def _common_size(arrays: list[np.ndarray]) -> tuple[tuple[int, int], list[str]]:

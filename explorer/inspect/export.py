@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import platform
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,14 +26,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from explorer import schema
 from explorer.arch.config import ArchConfig
 from explorer.arch.cost import model_cost
 from explorer.atomic import atomic_write_bytes
+from explorer.engine.config import TrainConfig
 from explorer.engine.data import load_dataset
 from explorer.engine.dataset import Dataset
 from explorer.engine.evaluate import predict_logits
 from explorer.errors import ExplorerError
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, library_versions
+from explorer.store.process import LOGS_DIR
+from explorer.store.settings import default_runs_dir
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -211,7 +216,7 @@ def _export_onnx(model: PixelModel, input_shape: tuple[int, int, int]) -> bytes:
                                     verbose=False)
         return program.model_proto.SerializeToString()
     except Exception as err:  # the exporter raises many kinds; the first line is what a user can act on
-        raise ExportError(f"ONNX export failed: {_first_line(err)}") from None
+        raise _failure("ONNX export failed", err) from None
 
 
 def _opset(data: bytes) -> int | str:
@@ -229,7 +234,7 @@ def _export_torchscript(model: PixelModel, input_shape: tuple[int, int, int]) ->
         torch.jit.save(traced, buffer)
         return buffer.getvalue()
     except Exception as err:
-        raise ExportError(f"TorchScript export failed: {_first_line(err)}") from None
+        raise _failure("TorchScript export failed", err) from None
 
 
 def _onnx_runner(data: bytes) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -243,7 +248,7 @@ def _onnx_runner(data: bytes) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as err:
-        raise ExportError(f"onnxruntime cannot load the exported model: {_first_line(err)}") from None
+        raise _failure("onnxruntime cannot load the exported model", err) from None
     return lambda x: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
 
 
@@ -251,13 +256,25 @@ def _torchscript_runner(data: bytes) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as err:
-        raise ExportError(f"torch.jit.load cannot read the exported model: {_first_line(err)}") from None
+        raise _failure("torch.jit.load cannot read the exported model", err) from None
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return module(x)
 
     return run
+
+
+def _failure(what: str, err: BaseException) -> ExportError:
+    """ExportError with `what` and the exporter's first line; its whole traceback goes to a log file that the
+    message names (the exporters fail deep inside torch: the first line is for the user, the rest for a report)."""
+    log = default_runs_dir() / LOGS_DIR / f"export-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9}.log"
+    try:
+        atomic_write_bytes(log, "".join(traceback.format_exception(err)).encode())
+        where = f" (traceback in {log})"
+    except OSError:
+        where = " (its traceback could not be written to a log file)"
+    return ExportError(f"{what}: {_first_line(err)}{where}")
 
 
 def _first_line(err: BaseException) -> str:
@@ -277,7 +294,7 @@ def _check(loaded: LoadedCheckpoint, images: CheckImages, run: Callable[[torch.T
         exported = run(pixels).detach().float()
         single = run(pixels[:OTHER_BATCH]).detach().float()
     except Exception as err:
-        raise ExportError(f"the exported model fails to run: {_first_line(err)}") from None
+        raise _failure("the exported model fails to run", err) from None
     if exported.shape != reference.shape or single.shape != reference[:OTHER_BATCH].shape:
         raise ExportError(f"the exported model returns logits of shape {list(exported.shape)} for "
                           f"{list(pixels.shape)} pixels, expected {list(reference.shape)}.")
@@ -449,11 +466,35 @@ def _training(meta: dict) -> list[str]:
     lines = ["## Training", "", f"- Data source: `{meta.get('data') or 'not recorded'}`"
              + (f" (fingerprint `{meta['data_fingerprint']}`)" if meta.get("data_fingerprint") else "")]
     if isinstance(train, dict):
-        lines += [f"- {key}: {', '.join(map(str, value)) or 'none' if isinstance(value, list) else value}"
-                  for key, value in train.items()]
+        lines += _setting_lines(train)
     else:
         lines += ["- Training settings: not recorded in the checkpoint."]
     return lines
+
+
+def _setting_lines(train: dict) -> list[str]:
+    """One line per training setting as the settings schema declares it: its label, its flag, the choice's label;
+    a key this version does not declare (a record from another version) is listed as it is."""
+    declared = {spec.name: spec for spec in schema.specs(TrainConfig)}
+    lines = []
+    for key, value in train.items():
+        spec = declared.get(key)
+        if spec is None:
+            lines.append(f"- {key}: {value}")
+            continue
+        lines.append(f"- {spec.label} (`{spec.flag}`): {_shown(spec, value)}")
+    return lines
+
+
+def _shown(spec: schema.Spec, value: object) -> str:
+    """A setting's value as its widget shows it: choice labels, lists joined ("none" when empty), on/off."""
+    if isinstance(value, list):
+        return ", ".join(spec.label_of(v) for v in value) or "none"
+    if spec.choices:
+        return spec.label_of(value)
+    if spec.kind == "bool":
+        return "on" if value else "off"
+    return str(value)
 
 
 def _export_check(check: ExportCheck) -> list[str]:

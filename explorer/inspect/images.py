@@ -10,7 +10,8 @@ tensor of the net's input shape and says, in `notes`, every change it made. The 
   16-bit / 32-bit / float images are scaled to 0–255. CMYK, YCbCr, LAB... go through Pillow's RGB conversion.
 - A different aspect ratio is centre-cropped to the net's, then resized (antialiased) to its H×W.
 - Refused with DataError: bytes that are not an image Pillow can read, damaged or truncated files, images over
-  `max_pixels`, and nets whose input is neither 1 (grey) nor 3 (RGB) channels.
+  `max_pixels`, files over MAX_IMAGE_BYTES (explorer.files), and nets whose input is neither 1 (grey) nor 3
+  (RGB) channels.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 import torch
 
 from explorer.errors import DataError
+from explorer.files import MAX_IMAGE_BYTES
+from explorer.files import MAX_IMAGE_PIXELS as MAX_PIXELS  # a 64-Mpixel photo decodes to ~256 MB of RGBA
 
-MAX_PIXELS = 64_000_000  # a 64-megapixel photo decodes to ~256 MB of RGBA; anything larger is refused unread
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # more than 8 bits per pixel: scaled, not clipped
@@ -82,6 +84,9 @@ def _open(data: bytes, max_pixels: int):
 
     if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
         raise DataError("the upload is empty; pick a PNG or JPEG image file.")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise DataError(f"the file is {len(data):,} bytes, over the limit of {MAX_IMAGE_BYTES:,} bytes (an "
+                        f"uncompressed {MAX_PIXELS // 1_000_000}-Mpixel image); shrink it and try again.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, below

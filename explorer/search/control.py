@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,9 +25,10 @@ from pathlib import Path
 
 from explorer.atomic import atomic_write_bytes, atomic_write_json
 from explorer.errors import ConfigError
+from explorer.search.storage import hide_password
 from explorer.search.study import default_storage
 from explorer.store import settings as store_settings
-from explorer.store.runner import last_log_line, spawn_detached
+from explorer.store.process import last_log_line, logs_dir, spawn_detached
 from explorer.store.runs import owner_alive, process_start_ticks, this_process
 
 SEARCHES_DIR = "searches"
@@ -73,11 +75,13 @@ def storage_of(name: str, runs_dir: str | os.PathLike) -> str:
 
 
 def link_storage(name: str, url: str, runs_dir: str | os.PathLike) -> None:
-    """Remember that search `name` lives in the storage `url` (a database): the page lists, runs and watches it."""
+    """Remember that search `name` lives in the storage `url` (a database, or a journal that is not its default
+    one): the page lists, runs and watches it."""
     url = url.strip()
-    if not url or url.startswith("journal:"):
-        raise ConfigError("a storage pointer is for a database URL, e.g. postgresql+psycopg://user@host/db; "
-                          "journal searches live in their own folder.")
+    if not url:
+        raise ConfigError("a storage pointer needs a URL, e.g. postgresql+psycopg://user@host/db.")
+    if url == default_storage(name, runs_dir):
+        return  # found where every search's default journal is: no pointer needed
     folder = search_dir(name, runs_dir)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / STORAGE_NAME, url.encode())  # mkstemp's file: owner-only (0600)
@@ -127,7 +131,7 @@ def start(name: str, workers: int = 1, trials: int | None = None, timeout: float
         raise ConfigError(f"search {name} is already running; stop it first.")
     folder = search_dir(name, runs_dir)
     argv = run_command(name, workers, trials, timeout, runs_dir, data_dir)
-    log = runs_dir / ".logs" / f"search-{name}-app.log"
+    log = logs_dir(runs_dir) / f"search-{name}-app.log"
     child = spawn_detached(argv, log)
     with _LOCK:
         _CHILDREN[name] = child
@@ -154,6 +158,40 @@ def stop(name: str, runs_dir: str | os.PathLike | None = None) -> bool:
     return True
 
 
+def slot_waits(trial_rows: list[dict], runs_dir: str | os.PathLike) -> dict[int, str]:
+    """{trial number: "waiting for a training slot (N runs hold them)"} for running trials whose run (in this runs
+    folder) is queued: at most EXPLORER_MAX_RUNS runs train at once, whoever started them."""
+    from explorer.store.runner import Slots
+    from explorer.store.runs import RunError, read_run
+
+    waiting = []
+    for row in trial_rows:
+        if row["state"] != "running" or not row.get("run_id"):
+            continue
+        with contextlib.suppress(RunError):  # a trial trained on another machine: its run is not here
+            if read_run(row["run_id"], runs_dir)["status"] == "queued":
+                waiting.append(row["number"])
+    if not waiting:
+        return {}
+    holders = Slots(Path(runs_dir), store_settings.max_runs()).busy()
+    words = f"{holders} run holds it" if holders == 1 else f"{holders} runs hold them"
+    return dict.fromkeys(waiting, f"waiting for a training slot ({words})")
+
+
+def run_options(stamp: dict) -> tuple[int, int] | None:
+    """(workers, trials; 0: until stopped) the stamp's `search run` was started with, None without a stamp."""
+    argv = [str(part) for part in stamp.get("command") or []]
+    if "--workers" not in argv:
+        return None
+    value = {flag: int(argv[argv.index(flag) + 1]) for flag in ("--workers", "--trials") if flag in argv}
+    return value["--workers"], value.get("--trials", 0)
+
+
+def shown_command(stamp: dict) -> str:
+    """The stamp's command, shell-quoted, with a database URL's password as *** (the page shows it)."""
+    return shlex.join(hide_password(str(part)) for part in stamp.get("command") or [])
+
+
 def last_message(name: str, runs_dir: str | os.PathLike) -> str:
     """The last line `search run` wrote to its log (why it stopped or failed), "" when there is none."""
     stamp = read_process(name, runs_dir) or {}
@@ -161,4 +199,5 @@ def last_message(name: str, runs_dir: str | os.PathLike) -> str:
 
 
 __all__ = ["list_searches", "running_searches", "is_running", "read_process", "start", "stop", "last_message",
-           "run_command", "search_dir", "check_name", "storage_of", "link_storage", "SEARCHES_DIR", "PROCESS_NAME"]
+           "run_command", "shown_command", "slot_waits", "search_dir", "check_name", "storage_of", "link_storage",
+           "SEARCHES_DIR", "PROCESS_NAME", "run_options"]

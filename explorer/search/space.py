@@ -8,11 +8,12 @@ The space is a JSON object (docs/search.md):
               "kernel": {"choices": [3, 5]}, "pool": {"choices": ["none", "max"]}, ...},
      "train": {"lr": {"low": 0.05, "high": 0.4, "log": true}, "augment": {"choices": [[], ["flip", "crop"]]}}}
 
-An entry is a fixed value, `{"choices": [...]}` or `{"low": L, "high": H[, "log": true][, "step": S]}`. Every
-ConvBlock field (out_channels is `width`) is sampled per block; `depth`, `width` (a range for each block's
-width) or `widths` + `width_multiplier`, `fc_layers` + `fc_units` are the search's own knobs; the rest are
-ArchConfig / TrainConfig fields, checked against their declaration in explorer.schema (ranges inside its
-limits, choices among its choices). `check_space` refuses a bad space with one line naming the field.
+An entry is a fixed value, `{"choices": [...]}` or `{"low": L, "high": H[, "log": true][, "step": S]}`. The
+settings a space may hold are the ConvBlock / ArchConfig / TrainConfig fields declared `searchable=True` in their
+`setting(...)` (explorer.schema), nothing listed here: ConvBlock fields are sampled per block (out_channels is
+the knob `width`); `depth`, `width` (a range for each block's width) or `widths` + `width_multiplier`,
+`fc_layers` + `fc_units` are the search's own knobs. Every entry is checked against its declaration (ranges
+inside its limits, choices among its choices); `check_space` refuses a bad space with one line naming the field.
 """
 
 from __future__ import annotations
@@ -30,21 +31,24 @@ from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import ConfigError
 from explorer.schema import Spec
 
-BLOCK_FIELDS = ("kernel", "padding", "stride", "pool", "residual")
+# Declared in the schema (searchable=True on the field): a new field joins the space by that one keyword.
+BLOCK_FIELDS = tuple(s.name for s in schema.searchable_specs(ConvBlock))  # sampled per block
 _WIDTH = dataclasses.replace(schema.spec_of(ConvBlock, "out_channels"), name="width")
 _FC = schema.spec_of(ArchConfig, "fc")
 # The search's own knobs: how many blocks, how wide, how many hidden FC layers of how many units.
 KNOBS: dict[str, Spec] = {
     "depth": Spec(label="Conv blocks", low=1, high=MAX_CONV_BLOCKS, name="depth", kind="int", default=None),
-    "width": _WIDTH,
-    "widths": dataclasses.replace(_WIDTH, name="widths", kind="list[int]", min_items=1, max_items=MAX_CONV_BLOCKS),
+    "width": dataclasses.replace(_WIDTH, label="Width of each block"),
+    "widths": dataclasses.replace(_WIDTH, name="widths", label="Base widths", kind="list[int]", min_items=1,
+                                  max_items=MAX_CONV_BLOCKS),
     "width_multiplier": Spec(label="Width multiplier", low=0.05, high=16.0, name="width_multiplier", kind="float"),
     "fc_layers": Spec(label="Hidden FC layers", low=0, high=MAX_FC_LAYERS, name="fc_layers", kind="int"),
-    "fc_units": dataclasses.replace(_FC, name="fc_units", kind="int", min_items=0, max_items=None),
+    "fc_units": dataclasses.replace(_FC, name="fc_units", label="Units of each hidden FC layer", kind="int",
+                                    min_items=0, max_items=None),
 }
-ARCH_FIELDS = ("batchnorm", "pool_first", "dropout", "dropout_conv", "activation", "head")
+ARCH_FIELDS = tuple(s.name for s in schema.searchable_specs(ArchConfig))
 # Set by the search itself (--trial-epochs / --trial-seconds), or not a training choice.
-TRAIN_FIXED_BY_SEARCH = ("epochs", "device", "log_every", "test_batch_size", "seed")
+TRAIN_FIXED_BY_SEARCH = tuple(s.name for s in schema.specs(TrainConfig) if not s.searchable)
 
 
 def _arch_specs() -> dict[str, Spec]:
@@ -53,7 +57,7 @@ def _arch_specs() -> dict[str, Spec]:
 
 
 def _train_specs() -> dict[str, Spec]:
-    return {s.name: s for s in schema.specs(TrainConfig) if s.name not in TRAIN_FIXED_BY_SEARCH}
+    return {s.name: s for s in schema.searchable_specs(TrainConfig)}
 
 
 def section_specs(section: str) -> dict[str, Spec]:
@@ -257,6 +261,12 @@ def _around(value: float, low_factor: float, high_factor: float, spec: Spec, log
     return {"low": low, "high": high, "log": log} if log else {"low": low, "high": high}
 
 
+def _span(cls: type, name: str) -> dict:
+    """The declared search range of a setting as a space entry."""
+    low, high = schema.spec_of(cls, name).search_span
+    return {"low": low, "high": high}
+
+
 def space_around(preset: str, recipe: str | None = None) -> dict:
     """A sensible space around a preset: its widths scaled 0.5-1.5x, depth one less to two more, the preset's
     kernel/pool/toggles plus the usual alternatives; the recipe's lr /4..x2, batch size, smoothing, EMA,
@@ -277,7 +287,7 @@ def space_around(preset: str, recipe: str | None = None) -> dict:
         "padding": arch.conv[0].padding, "pool": {"choices": ["none", "max"]},
         "residual": {"choices": [False, True]}, "batchnorm": arch.batchnorm,
         "pool_first": {"choices": [False, True]},
-        "dropout": {"low": 0.0, "high": 0.3}, "activation": {"choices": sorted({arch.activation, "relu", "gelu"})},
+        "dropout": _span(ArchConfig, "dropout"), "activation": {"choices": sorted({arch.activation, "relu", "gelu"})},
         "head": {"choices": sorted({arch.head, "avgpool", "maxpool"})},
         "fc_layers": {"low": 0, "high": max(1, len(arch.fc))},
         "fc_units": {"low": 32, "high": max(256, *arch.fc) if arch.fc else 256, "log": True}}
@@ -285,7 +295,7 @@ def space_around(preset: str, recipe: str | None = None) -> dict:
     train_space: dict[str, Any] = {
         "lr": _around(train.lr, 0.25, 2.0, lr),
         "batch_size": {"choices": sorted({train.batch_size, 128, 256, 512})},
-        "label_smoothing": {"low": 0.0, "high": 0.3},
+        "label_smoothing": _span(TrainConfig, "label_smoothing"),
         "augment": {"choices": [list(train.augment), ["flip"], []] if train.augment else [[], ["flip"],
                                                                                            ["flip", "crop"]]},
         "ema": {"choices": sorted({train.ema, 0.0, 0.999})},
@@ -293,5 +303,22 @@ def space_around(preset: str, recipe: str | None = None) -> dict:
     return check_space({"recipe": recipe, "arch": arch_space, "train": train_space})
 
 
-__all__ = ["check_space", "load_space", "sample", "sample_arch", "sample_train", "space_around", "check_entry",
-           "design_params", "section_specs"]
+# ------------------------------------------------------------------------------------------- the docs' table
+
+
+def fields_table() -> str:
+    """The Markdown table of every setting a space may hold (docs/search.md holds it; a test keeps it current)."""
+    lines = ["| section | entry | what | allowed | default search range |", "|---|---|---|---|---|"]
+    for section in ("arch", "train"):
+        for name, spec in section_specs(section).items():
+            where = "per block" if section == "arch" and name in BLOCK_FIELDS else (
+                "search knob" if name in KNOBS else "")
+            span = spec.search_span
+            default_range = f"{span[0]:g} to {span[1]:g}" if spec.search_range is not None else ""
+            lines.append(f"| {section} | `{name}` | {spec.label}{f' ({where})' if where else ''} | "
+                         f"{schema.describe(spec)} | {default_range} |")
+    return "\n".join(lines)
+
+
+__all__ = ["fields_table", "check_space", "load_space", "sample", "sample_arch", "sample_train", "space_around",
+           "check_entry", "design_params", "section_specs"]

@@ -12,7 +12,6 @@ milliseconds), FAIL (training failed, or its worker died: then retried once more
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -25,9 +24,11 @@ from explorer.arch.presets import PRESETS
 from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import ConfigError
 from explorer.search.space import check_space, design_params
+from explorer.search.storage import check_storage, hide_password, repair_journal, storage_file
 from explorer.store import settings as store_settings
 
 OBJECTIVES = ("accuracy", "params", "flops")
+STATES = ("complete", "running", "waiting", "pruned", "rejected", "failed", "skipped")
 SETTINGS_ATTR = "explorer_search"
 HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 30
 MAX_RETRY = 2
@@ -48,20 +49,18 @@ def default_storage(name: str, runs_dir: str | os.PathLike | None = None) -> str
 
 def make_storage(url: str, create: bool = True) -> Any:
     """The Optuna storage `url` names (see the module docstring); ConfigError for one that cannot open (or, with
-    create=False, a journal file that does not exist: reading a search never creates files)."""
+    create=False, a journal or SQLite file that does not exist: reading a search never creates files). Checked
+    (explorer.search.storage) before any folder or file is made; a journal's torn last line is repaired."""
     optuna = _optuna()
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    if url.startswith("journal:"):
-        path = Path(url.removeprefix("journal:")).expanduser()
-        if not url.removeprefix("journal:"):
-            raise ConfigError("storage journal: needs a file path, e.g. journal:searches/s1/journal.log.")
-        if not create and not path.is_file():
-            raise ConfigError(f"no search journal at {path}; create the search with `python -m explorer search "
-                              f"create NAME ...` (or give --storage / --runs-dir where it lives).")
+    url = check_storage(url, create)
+    kind, path = storage_file(url)
+    if kind == "journal":
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            repair_journal(path)
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
             raise ConfigError(f"storage {url}: cannot open the journal file: {err.strerror or err}.") from None
@@ -72,8 +71,13 @@ def make_storage(url: str, create: bool = True) -> Any:
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     except Exception as err:  # sqlalchemy's URL, driver and connection errors have no common base
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"storage {url!r} cannot be opened ({first}); use journal:PATH or a SQLAlchemy URL "
-                          f"such as postgresql+psycopg://user@host/db.") from None
+        raise ConfigError(f"storage {hide_password(url)!r} cannot be opened ({_without(first, url)}); use "
+                          f"journal:PATH or a SQLAlchemy URL such as postgresql+psycopg://user@host/db.") from None
+
+
+def _without(text: str, url: str) -> str:
+    """A driver's message with the URL's password, if it quotes it, hidden."""
+    return text.replace(url, hide_password(url))
 
 
 def check_objectives(text: str) -> list[str]:
@@ -169,8 +173,8 @@ def create_search(name: str, storage_url: str, settings: dict, baseline: str | N
         study = optuna.create_study(study_name=name, storage=storage, directions=directions(settings["objectives"]),
                                     sampler=sampler, pruner=pruner)
     except optuna.exceptions.DuplicatedStudyError:
-        raise ConfigError(f"search {name!r} already exists in {storage_url}; run it with `search run {name}` "
-                          f"or pick another name.") from None
+        raise ConfigError(f"search {name!r} already exists in {hide_password(storage_url)}; run it with "
+                          f"`search run {name}` or pick another name.") from None
     study.set_user_attr(SETTINGS_ATTR, settings)
     if baseline is not None:
         space = settings["space"]
@@ -183,18 +187,20 @@ def load_search(name: str, storage_url: str) -> tuple[Any, dict]:
     """(study, settings); ConfigError when the storage has no such search."""
     optuna = _optuna()
     storage = make_storage(storage_url, create=False)
+    shown = hide_password(storage_url)
     try:
         summaries = optuna.study.get_all_study_names(storage)
     except Exception as err:  # a database that cannot be reached
-        raise ConfigError(f"storage {storage_url}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"storage {shown}: {_without(first, storage_url)}") from None
     if name not in summaries:
         known = ", ".join(summaries) or "none"
-        raise ConfigError(f"no search {name!r} in {storage_url} (searches there: {known}); create it with "
+        raise ConfigError(f"no search {name!r} in {shown} (searches there: {known}); create it with "
                           f"`python -m explorer search create {name} ...`.")
     probe = optuna.load_study(study_name=name, storage=storage)
     settings = probe.user_attrs.get(SETTINGS_ATTR)
     if not isinstance(settings, dict):
-        raise ConfigError(f"study {name!r} in {storage_url} was not created by `explorer search create`.")
+        raise ConfigError(f"study {name!r} in {shown} was not created by `explorer search create`.")
     sampler, pruner = sampler_and_pruner(settings)
     return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), settings
 
@@ -203,11 +209,22 @@ def load_search(name: str, storage_url: str) -> tuple[Any, dict]:
 
 
 def trial_status(trial: Any) -> str:
-    """complete, running, waiting, pruned, rejected or failed."""
+    """complete, running, waiting, pruned, rejected, failed or skipped (started when the search already held its
+    --trials: ended at once, never trained)."""
     state = trial.state.name.lower()
     if state == "pruned" and "rejected" in trial.user_attrs:
         return "rejected"
+    if state == "fail" and "skipped" in trial.user_attrs:
+        return "skipped"
     return {"fail": "failed"}.get(state, state)
+
+
+def _reason(trial: Any) -> str | None:
+    """Why a trial was not trained or did not finish, in words (None for one that did)."""
+    attrs = trial.user_attrs
+    return attrs.get("rejected") or attrs.get("skipped") or attrs.get("failed_because") or \
+        (f"pruned after epoch {trial.last_step}" if trial.state.name == "PRUNED" and trial.last_step is not None
+         else None)
 
 
 def trial_row(trial: Any) -> dict:
@@ -218,7 +235,8 @@ def trial_row(trial: Any) -> dict:
     return {"number": trial.number, "state": trial_status(trial), "val_accuracy": attrs.get("val_accuracy"),
             "test_accuracy": attrs.get("test_accuracy"), "params": attrs.get("params"), "flops": attrs.get("flops"),
             "epochs": attrs.get("epochs"), "seconds": seconds, "run_id": attrs.get("run_id"),
-            "rejected": attrs.get("rejected"), "retry_of": trial.system_attrs.get("failed_trial"),
+            "rejected": attrs.get("rejected"), "reason": _reason(trial),
+            "retry_of": trial.system_attrs.get("failed_trial"),
             "checkpoint_artifact": attrs.get("checkpoint_artifact"), "baseline": attrs.get("baseline"),
             "train_images": attrs.get("train_images"),
             "config": attrs.get("config")}
@@ -245,7 +263,7 @@ def best(rows: list[dict]) -> dict | None:
 
 def status(study: Any, settings: dict) -> dict:
     rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
-    counts = {k: 0 for k in ("complete", "running", "waiting", "pruned", "rejected", "failed")}
+    counts = dict.fromkeys(STATES, 0)
     for row in rows:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     keys = tuple(k for k in ("params", "flops") if k in settings["objectives"]) or ("params",)
@@ -278,15 +296,24 @@ def rows(study: Any) -> list[dict]:
     return [trial_row(t) for t in study.get_trials(deepcopy=False)]
 
 
+def _counts(trial: Any) -> bool:
+    # A failed trial does not count (its retry, a new trial, counts in its place); nor does a skipped one.
+    return trial.state.name in ("COMPLETE", "PRUNED", "RUNNING", "WAITING") and "skipped" not in trial.user_attrs
+
+
 def counted_trials(study: Any) -> int:
-    """Trials that count towards --trials: complete and pruned (rejected ones included)."""
-    optuna = _optuna()
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    with contextlib.suppress(Exception):
-        return len(study.get_trials(deepcopy=False, states=states))
-    return 0
+    """Trials towards --trials now: complete, pruned (rejected ones included) and running. Waiting ones are left
+    out: a worker that sees N reached stops, and must not stop while a retry still waits for one to run it."""
+    return sum(_counts(t) and t.state.name != "WAITING" for t in study.get_trials(deepcopy=False))
+
+
+def trials_before(study: Any, number: int) -> int:
+    """Trials numbered below `number` that count or will (waiting ones included): a trial that finds N of
+    them is one too many. Trial numbers are unique, so of two workers that start at once only the later one
+    can find the search full."""
+    return sum(_counts(t) and t.number < number for t in study.get_trials(deepcopy=False))
 
 
 __all__ = ["make_storage", "default_storage", "make_settings", "create_search", "load_search", "status", "rows",
-           "best", "pareto", "trial_row", "trial_status", "counted_trials", "OBJECTIVES", "check_objectives",
-           "artifact_dir", "fetch_checkpoint", "param_importances"]
+           "best", "pareto", "trial_row", "trial_status", "counted_trials", "trials_before", "OBJECTIVES",
+           "check_objectives", "artifact_dir", "fetch_checkpoint", "param_importances"]

@@ -18,12 +18,13 @@ import dataclasses
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from explorer.arch.cost import model_cost
+from explorer.arch.cost import buildable_cost
 from explorer.engine.dataset import Dataset, channel_stats, fingerprint
 from explorer.errors import ExplorerError, TrainingError
 from explorer.search.space import sample
@@ -79,10 +80,16 @@ def training_subset(dataset: Dataset, images: int, seed: int) -> Dataset:
 class TrialRun(RunProcess):
     """A RunProcess that trains on the validation split, labels its record with the search, keeps its weights."""
 
-    def __init__(self, spec: RunSpec, dataset: Dataset, search: dict, **kwargs: Any):
+    def __init__(self, spec: RunSpec, dataset: Dataset, search: dict,
+                 on_folder: Callable[[str], None] | None = None, **kwargs: Any):
         super().__init__(spec, **kwargs)
-        self.search_dataset, self.search = dataset, search
+        self.search_dataset, self.search, self.on_folder = dataset, search, on_folder
         self.last_snapshot = None
+
+    def _create_folder(self) -> None:
+        super()._create_folder()
+        if self.on_folder is not None:
+            self.on_folder(self.run_id)  # before it may queue for a slot: the page can say why the trial waits
 
     def _initial_record(self) -> dict:
         return super()._initial_record() | {"search": self.search}
@@ -192,7 +199,7 @@ class Objective:
         settings = self.settings
         try:
             arch, cfg = sample(trial, settings["space"])
-            cost = model_cost(arch, tuple(settings["input_shape"]), settings["num_classes"])
+            cost = buildable_cost(arch, tuple(settings["input_shape"]), settings["num_classes"])
         except ExplorerError as err:
             raise rejection(trial, f"cannot be built: {err}", [1.0, 1.0, 0.0]) from None
         trial.set_user_attr("params", cost.params)
@@ -221,10 +228,14 @@ class Objective:
                 state["pruned"] = True
                 process.stop.set()
 
-        process = TrialRun(spec, dataset, search, runs_dir=self.runs_dir, data_dir=self.data_dir, on_event=on_event)
+        process = TrialRun(spec, dataset, search, on_folder=lambda run_id: trial.set_user_attr("run_id", run_id),
+                           runs_dir=self.runs_dir, data_dir=self.data_dir, on_event=on_event)
         started = time.monotonic()
         try:
             process.run()  # TrainingError when training failed: the trial is FAIL
+        except TrainingError as err:
+            trial.set_user_attr("failed_because", str(err))  # the trials table says why
+            raise
         finally:
             if process.run_id:
                 trial.set_user_attr("run_id", process.run_id)

@@ -3,9 +3,11 @@
 Threads: K local workers get EXPLORER_THREADS = max(1, cores // K), so K workers never oversubscribe the cores
 (and at least K training slots, EXPLORER_MAX_RUNS, so none of them queues behind another).
 
---trials N counts for the whole search: Optuna's MaxTrialsCallback over COMPLETE and PRUNED trials (rejected
-ones included) stops a worker once the storage holds N of them; workers that were mid-trial finish theirs, so
-a search can end with up to K-1 more.
+--trials N counts for the whole search, and holds: the search ends with exactly N complete or pruned trials
+(rejected ones included). A failed trial does not count; its retry counts in its place. A worker starts no new
+trial once the complete, pruned and running ones reach N (a running trial of another worker is already one of
+the N). Two workers that ask for a trial at the same instant may both get one: the one numbered later finds N
+trials before it and is *skipped* (failed at once with user attr `skipped`, never trained nor retried).
 
 A worker killed mid-trial (SIGKILL, crash, reboot):
 - RDB storage: Optuna's heartbeat (10 s, grace 30 s) fails the stale trial and RetryHeartbeatStaleTrialCallback
@@ -28,13 +30,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from explorer.errors import ConfigError, TrainingError
-from explorer.search.study import MAX_RETRY, _optuna, counted_trials, load_search
+from explorer.errors import ConfigError, ExplorerError, TrainingError
+from explorer.search.study import MAX_RETRY, _optuna, counted_trials, load_search, trials_before
 from explorer.search.trial import Objective, WorkerStopped
 from explorer.store import settings as store_settings
+from explorer.store.process import child_env, last_log_line, logs_dir, spawn, threads_per_process
 from explorer.store.runs import owner_alive
 
 POLL_SECONDS = 0.5
@@ -77,6 +81,24 @@ def recover(study: Any) -> list[int]:
     return recovered
 
 
+class SearchFull(ExplorerError):
+    """A trial started when the search already held its --trials (two workers asked at once): it is skipped."""
+
+
+def _within(objective: Callable[[Any], Any], trials: int) -> Callable[[Any], Any]:
+    """`objective`, except for a trial that finds the search full: that one is skipped (failed at once, user attr
+    `skipped`, never retried) and this worker stops."""
+
+    def run(trial: Any) -> Any:
+        if trials_before(trial.study, trial.number) >= trials:
+            trial.set_user_attr("skipped", f"the search already held its {trials} trials")
+            trial.study.stop()
+            raise SearchFull(f"trial {trial.number} skipped: the search already held its {trials} trials")
+        return objective(trial)
+
+    return run
+
+
 def run_worker(name: str, storage_url: str, trials: int | None = None, timeout: float | None = None,
                runs_dir: Path | None = None, data_dir: Path | None = None) -> dict:
     """Run trials in this process until the search has `trials` (or `timeout` seconds pass); a summary."""
@@ -86,15 +108,15 @@ def run_worker(name: str, storage_url: str, trials: int | None = None, timeout: 
     runs_dir = Path(runs_dir) if runs_dir is not None else store_settings.default_runs_dir()
     data_dir = Path(data_dir) if data_dir is not None else store_settings.default_data_dir()
     objective = Objective(name, storage_url, settings, runs_dir, data_dir)
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     callbacks = [lambda s, t: recover(s)]
     if trials is not None:
         if counted_trials(study) >= trials:
             return {"worker": os.getpid(), "trials_run": 0, "stopped": False}
-        callbacks.insert(0, optuna.study.MaxTrialsCallback(trials, states=states))
+        callbacks.append(lambda s, t: s.stop() if counted_trials(s) >= trials else None)
+        objective = _within(objective, trials)
     stopped = False
     try:
-        study.optimize(objective, timeout=timeout, catch=(TrainingError,), callbacks=callbacks,
+        study.optimize(objective, timeout=timeout, catch=(TrainingError, SearchFull), callbacks=callbacks,
                        gc_after_trial=False)
     except WorkerStopped:
         stopped = True
@@ -120,12 +142,8 @@ def worker_command(name: str, storage_url: str, trials: int | None, timeout: flo
 
 
 def worker_env(workers: int) -> dict[str, str]:
-    from explorer.engine.train import available_cores
-
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    env.setdefault("EXPLORER_THREADS", str(max(1, available_cores() // workers)))
+    env = child_env()
+    env.setdefault("EXPLORER_THREADS", str(threads_per_process(workers)))
     env[store_settings.MAX_RUNS_ENV] = str(max(workers, store_settings.max_runs()))
     return env
 
@@ -140,12 +158,9 @@ class _Pool:
         self.stopping = False
 
     def start(self) -> subprocess.Popen:
-        self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"search-{self.name}-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.exits)}-" \
                           f"{len(self.children)}.log"
-        with open(log, "ab") as output:
-            child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                     env=self.env)
+        child = spawn(self.argv, log, self.env, detached=False)
         child.log = log  # type: ignore[attr-defined]
         self.children.append(child)
         return child
@@ -161,7 +176,7 @@ class _Pool:
             time.sleep(POLL_SECONDS)
             for child in [c for c in self.children if c.poll() is not None]:
                 self.children.remove(child)
-                self.exits.append((child.returncode, _last_line(child.log)))
+                self.exits.append((child.returncode, last_log_line(child.log)))
                 if child.returncode < 0 and not self.stopping and self.replacements < workers * \
                         MAX_REPLACEMENTS_PER_WORKER:
                     study, _ = load_search(self.name, self.storage_url)
@@ -180,7 +195,7 @@ def run_search(name: str, storage_url: str, workers: int = 1, trials: int | None
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout {timeout}: use a positive number of seconds.")
     load_search(name, storage_url)  # a missing search or storage fails here, before any process starts
-    logs = (Path(runs_dir) if runs_dir is not None else store_settings.default_runs_dir()) / ".logs"
+    logs = logs_dir(runs_dir if runs_dir is not None else store_settings.default_runs_dir())
     pool = _Pool(name, storage_url, worker_command(name, storage_url, trials, timeout, runs_dir, data_dir),
                  worker_env(workers), logs)
     previous = {s: signal.signal(s, lambda signum, frame: pool.stop(signal.SIGTERM))
@@ -199,14 +214,6 @@ def run_search(name: str, storage_url: str, workers: int = 1, trials: int | None
         raise ConfigError(f"every worker failed: {errors[-1]}")
     return {"workers": workers, "exit_codes": [code for code, _ in pool.exits], "replaced": pool.replacements,
             "stopped": pool.stopping}
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1].removeprefix("error: ") if lines else ""
 
 
 __all__ = ["run_worker", "run_search", "recover", "retry", "worker_command", "worker_env"]

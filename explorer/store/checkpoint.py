@@ -33,12 +33,16 @@ from typing import Any
 import torch
 
 from explorer.arch.config import ArchConfig, layer_shapes
+from explorer.arch.cost import MAX_BUILD_PARAMS, build_refusal, model_cost
 from explorer.arch.model import Net, build_model
 from explorer.atomic import atomic_write
 from explorer.engine.config import TrainConfig
 from explorer.errors import CheckpointError, ConfigError
+from explorer.files import open_regular, read_regular
 
 FORMAT_VERSION = 1
+DISTRIBUTION = "architecture-explorer"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"  # where the version is declared, once
 META_KEY = "explorer"
 WEIGHTS_NAME = "model.safetensors"
 OPTIMIZER_SUFFIX = ".optimizer.pt"
@@ -49,11 +53,11 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch.save (zip container holding a pickle)
 PICKLE_PROTOCOL_BYTE = 0x80  # pickle protocol 2+ starts with PROTO (0x80)
 # What loading accepts: every field of a metadata header can be within its own range while the network they
 # describe together needs gigabytes, so the whole network's cost is checked before a tensor is built.
-MAX_LOAD_PARAMS = 50_000_000
-MAX_LOAD_ACTIVATION_BYTES = 256 * 1024 * 1024  # one image's activations (evaluation multiplies by its batch)
-MAX_LOAD_CLASSES = 10_000
+# The limits are explorer.arch.cost's build rule (MAX_BUILD_*), the same for every path that builds a network.
 # The largest file a network within the limits can need (8-byte values at most, plus its header).
-MAX_FILE_BYTES = 8 + MAX_HEADER_BYTES + 8 * MAX_LOAD_PARAMS
+MAX_FILE_BYTES = 8 + MAX_HEADER_BYTES + 8 * MAX_BUILD_PARAMS
+# The optimizer state of such a network: at most two 8-byte moments a parameter (Adam), plus the pickle's framing.
+MAX_OPTIMIZER_BYTES = 2 * MAX_FILE_BYTES
 
 
 @dataclass
@@ -125,12 +129,25 @@ def library_versions() -> dict[str, str]:
 
 
 def _package_version() -> str:
-    try:
-        from importlib.metadata import version
+    """The installed distribution's version; run from the source tree (never installed), pyproject.toml's."""
+    from importlib.metadata import PackageNotFoundError, version
 
-        return version("architecture-explorer")
-    except Exception:  # not installed as a distribution (run from the source tree)
-        return "0.1.0"
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return _source_tree_version(PYPROJECT)
+
+
+def _source_tree_version(pyproject: Path) -> str:
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:
+        return "unknown (not installed; Python 3.10 cannot read pyproject.toml)"
+    try:
+        with open(pyproject, "rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return "unknown (not installed, no readable pyproject.toml)"
 
 
 def build_meta(model: Net, meta: dict) -> dict:
@@ -280,14 +297,14 @@ def save_checkpoint(path: str | os.PathLike, model: Net, meta: dict,
 def _read_source(source: str | os.PathLike | bytes | bytearray | memoryview) -> tuple[bytes, Path | None]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), None
-    path = weights_path(source)
-    try:
-        return path.read_bytes(), path
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}: check the path (a .safetensors file or a run folder).") \
-            from None
-    except OSError as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror}.") from None
+    path = _existing(weights_path(source))
+    return read_regular(path, MAX_FILE_BYTES, CheckpointError), path
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"no checkpoint at {path}: check the path (a .safetensors file or a run folder).")
+    return path
 
 
 def _describe_non_checkpoint(data: bytes) -> str | None:
@@ -313,7 +330,7 @@ def _parse_header(data: bytes, file_size: int | None = None) -> dict:
         raise CheckpointError(f"not a checkpoint: {known}")
     if file_size > MAX_FILE_BYTES:
         raise CheckpointError(f"checkpoint refused: the file is {file_size / 2**20:,.0f} MiB, more than any network "
-                              f"within the limit of {MAX_LOAD_PARAMS:,} parameters needs.")
+                              f"within the limit of {MAX_BUILD_PARAMS:,} parameters needs.")
     if len(data) < 8:
         raise CheckpointError(f"not a checkpoint: the file is only {len(data)} bytes (empty or truncated).")
     size = int.from_bytes(data[:8], "little")
@@ -359,37 +376,26 @@ def _meta_from_header(header: dict) -> dict:
 
 def check_load_limits(meta: dict) -> None:
     """Refuse metadata whose network is too big to build here, from the cost model alone (nothing allocated)."""
-    from explorer.arch.cost import model_cost
-
-    if meta["num_classes"] > MAX_LOAD_CLASSES:
-        raise CheckpointError(f"checkpoint refused: {meta['num_classes']:,} classes is over the limit of "
-                              f"{MAX_LOAD_CLASSES:,}; explorer checkpoints are small classifiers.")
     try:
         cost = model_cost(ArchConfig.from_dict(meta["arch"]), tuple(meta["input_shape"]), meta["num_classes"])
     except ConfigError as err:
         raise CheckpointError(f"checkpoint metadata fails config validation: {err}") from None
-    if cost.params > MAX_LOAD_PARAMS:
-        raise CheckpointError(f"checkpoint refused: its network has {cost.params:,} parameters, over the limit of "
-                              f"{MAX_LOAD_PARAMS:,} (nothing was allocated).")
-    if cost.activation_bytes > MAX_LOAD_ACTIVATION_BYTES:
-        raise CheckpointError(f"checkpoint refused: its network needs {cost.activation_bytes / 2**20:,.0f} MiB of "
-                              f"activations per image, over the limit of {MAX_LOAD_ACTIVATION_BYTES / 2**20:,.0f} "
-                              "MiB (nothing was allocated).")
+    refusal = build_refusal(cost)
+    if refusal:
+        raise CheckpointError(f"checkpoint refused (nothing was allocated): {refusal}")
 
 
 def _read_head(path: Path) -> tuple[bytes, int]:
     """The 8-byte length and the JSON header of a file (not the tensors), and the file's size."""
-    try:
-        with open(path, "rb") as handle:
+    # Only a regular file (a FIFO would block, /dev/zero never ends); its size is judged by _parse_header.
+    with open_regular(_existing(path), None, CheckpointError) as handle:
+        try:
             head = handle.read(8)
             size = int.from_bytes(head[:8], "little") if len(head) == 8 else 0
             head += handle.read(size) if size <= MAX_HEADER_BYTES else b""
             total = os.fstat(handle.fileno()).st_size
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}: check the path (a .safetensors file or a run folder).") \
-            from None
-    except OSError as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror}.") from None
+        except OSError as err:
+            raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror}.") from None
     return head, total
 
 
@@ -433,10 +439,13 @@ def _load_optimizer(weights: Path | None, meta: dict, warnings: list[str]) -> di
         return None
     name = Path(str(ref.get("file") or "")).name  # a bare name: never leave the checkpoint's folder
     path = weights.with_name(name or OPTIMIZER_SUFFIX.lstrip("."))
-    try:
-        data = path.read_bytes()
-    except OSError:
+    if not path.exists():
         warnings.append(f"optimizer state {path.name} is missing: resuming starts a fresh optimizer.")
+        return None
+    try:
+        data = read_regular(path, MAX_OPTIMIZER_BYTES, CheckpointError)
+    except CheckpointError as err:
+        warnings.append(f"optimizer state {path.name} cannot be used ({err}): resuming starts a fresh optimizer.")
         return None
     if hashlib.sha256(data).hexdigest() != ref.get("sha256"):
         warnings.append(f"optimizer state {path.name} does not belong to these weights (interrupted save?): "
@@ -479,8 +488,6 @@ def load_checkpoint(source: str | os.PathLike | bytes, device: str | torch.devic
 
 def checkpoint_summary(meta: dict) -> dict:
     """Headline facts for lists and tables: architecture size, data, metrics."""
-    from explorer.arch.cost import model_cost
-
     cost = model_cost(ArchConfig.from_dict(meta["arch"]), tuple(meta["input_shape"]), meta["num_classes"])
     metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
     summary = metrics.get("summary") if isinstance(metrics.get("summary"), dict) else {}

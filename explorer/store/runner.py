@@ -40,6 +40,7 @@ from explorer.arch.cost import model_cost
 from explorer.arch.presets import PRESETS, preset_label
 from explorer.atomic import atomic_write_json, json_safe
 from explorer.engine.config import TrainConfig
+from explorer.engine.data import canonical_source
 from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import ExplorerError, TrainingError
 from explorer.store import settings
@@ -57,6 +58,7 @@ from explorer.store.events import (
     Stopped,
     parse_event,
 )
+from explorer.store.process import LOGS_DIR, last_log_line, logs_dir, spawn_detached
 from explorer.store.runs import (
     EVENTS_NAME,
     RECORD_NAME,
@@ -68,7 +70,7 @@ from explorer.store.runs import (
     this_process,
 )
 
-SLOTS_DIR, LOGS_DIR = ".slots", ".logs"
+SLOTS_DIR = ".slots"
 POLL_SECONDS = 0.25  # how often a queued run tries for a slot
 START_TIMEOUT = 120.0  # seconds a new run process may take to write its run.json (imports torch on a busy CPU)
 
@@ -280,7 +282,7 @@ class RunProcess:
         return {"format_version": RECORD_VERSION, "id": self.run_id,
                 "name": spec.name or f"{preset_label(spec.preset, spec.arch)} on {spec.data}", "status": "queued",
                 "created": _now(), "started": None, "finished": None, "preset": spec.preset, "recipe": spec.recipe,
-                "arch": spec.arch.to_dict(), "train": spec.train.to_dict(), "data": spec.data,
+                "arch": spec.arch.to_dict(), "train": spec.train.to_dict(), "data": canonical_source(spec.data),
                 "data_fingerprint": None, "input_shape": None, "num_classes": None, "classes": None,
                 "params": params, "flops": flops, "device": None, "error": None, "summary": self.history.summary,
                 "checkpoint": None, "resumed_from": spec.resume_from, "owner": this_process(),
@@ -454,7 +456,7 @@ class Runner:
         nothing created) for a bad data source, a missing device or a run without a checkpoint to resume."""
         check_spec(spec, self.runs_dir, self.data_dir)
         run_id = new_run_id()
-        log = self.runs_dir / LOGS_DIR / f"{run_id}.log"
+        log = logs_dir(self.runs_dir) / f"{run_id}.log"
         child = spawn_detached([*self.command(spec), "--run-id", run_id], log,
                                {settings.RUNS_DIR_ENV: str(self.runs_dir), settings.DATA_DIR_ENV: str(self.data_dir)})
         with self._lock:
@@ -526,24 +528,5 @@ class Runner:
         return list_runs(self.runs_dir)
 
 
-def spawn_detached(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start `argv` (an explorer command) in a new session, output to `log`: it outlives the app server and a
-    Ctrl-C in the app's terminal. The package's folder goes on PYTHONPATH so `python -m explorer` finds it."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    package_root = str(Path(__file__).resolve().parents[2])
-    python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    with open(log, "ab") as output:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                env=os.environ | {"PYTHONPATH": python_path} | (env or {}), start_new_session=True)
-
-
-def last_log_line(path: Path) -> str:
-    """The last non-empty line a process wrote to its log (its error, less the "error: " prefix); "" if none."""
-    with contextlib.suppress(OSError):
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-        return lines[-1].removeprefix("error: ") if lines else ""
-    return ""
-
-
 __all__ = ["Runner", "RunProcess", "RunSpec", "Slots", "thread_budget", "new_run_id", "check_spec",
-           "resume_state", "last_log_line", "spawn_detached", "SLOTS_DIR", "LOGS_DIR"]
+           "resume_state", "SLOTS_DIR", "LOGS_DIR"]  # LOGS_DIR: defined in store/process.py, re-exported

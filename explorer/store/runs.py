@@ -22,9 +22,11 @@ import pandas as pd
 
 from explorer.arch.presets import preset_label
 from explorer.atomic import atomic_write_json
+from explorer.engine.data import canonical_source
 from explorer.engine.recipes import recipe_label
 from explorer.errors import ExplorerError
 from explorer.store.events import ACTIVE_STATUSES, STATUSES, Event, EventReader, History, fold
+from explorer.store.process import logs_dir
 from explorer.store.settings import RUNS_DIR_ENV, default_runs_dir
 
 RECORD_VERSION = 1  # the run-record format this code writes and reads (docs/run-record.md)
@@ -375,7 +377,8 @@ def table_row(record: dict) -> dict:
         "final_test_accuracy": summary.get("final_test_accuracy"),
         "epochs": summary.get("epochs_done"), "wall_seconds": summary.get("wall_seconds"),
         "images_per_second": summary.get("images_per_second"), "device": record.get("device"),
-        "data": record.get("data"), "created": record.get("created"), "resumed_from": record.get("resumed_from"),
+        "data": canonical_source(record.get("data")), "created": record.get("created"),
+        "resumed_from": record.get("resumed_from"),
         "message": record.get("message"),
     }
 
@@ -451,8 +454,9 @@ def flatten_config(record: dict) -> dict[str, Any]:
             flat[f"arch.{key}"] = _joined(value)
     for key, value in (record.get("train") or {}).items():
         flat[f"train.{key}"] = _joined(value)
-    for key in ("data", "preset", "recipe", "params", "flops", "device"):
+    for key in ("preset", "recipe", "params", "flops", "device"):
         flat[key] = record.get(key)
+    flat["data"] = canonical_source(record.get("data"))
     return flat
 
 
@@ -533,7 +537,7 @@ def delete_run(run_id: str, runs_dir: str | os.PathLike | None = None, active: C
         raise RunError(f"cannot delete run {run_id}: {err.strerror} ({path.parent}); check that the runs "
                        "folder is writable.") from None
     shutil.rmtree(trash, ignore_errors=True)
-    (path.parent / ".logs" / f"{path.name}.log").unlink(missing_ok=True)
+    (logs_dir(path.parent) / f"{path.name}.log").unlink(missing_ok=True)
 
 
 __all__ = ["RunError", "RECORD_VERSION", "RECORD_NAME", "EVENTS_NAME", "RUNS_DIR_ENV", "default_runs_dir",

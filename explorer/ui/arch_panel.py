@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.arch.config import ArchConfig
-from explorer.arch.cost import LayerCost, ModelCost, model_cost
+from explorer.arch.cost import LayerCost, ModelCost, build_refusal, model_cost
 from explorer.arch.summary import SummaryTable, torchinfo_summary
 from explorer.errors import ConfigError
 from explorer.ui import arch_charts, arch_diagram, blocks_table
@@ -214,8 +214,12 @@ def render(selection: Selection) -> None:
         else:
             st.success(f"Within budget: {cost.remaining:,} parameters to spare ({cost.params / cost.budget:.0%} used).")
         _op_detail(cost)
-    _diagram(cost)
+    refusal = build_refusal(cost)  # the one rule: a design over the build limits is costed, never allocated
+    if refusal:
+        st.warning(f"The diagram and the torchinfo summary are skipped for this design: {refusal}")
+    else:
+        _diagram(cost)
     _layer_section(cost, selection.cfg)
-    summary = _summary_section(selection.cfg, selection)
+    summary = None if refusal else _summary_section(selection.cfg, selection)
     _conventions(cost, summary)
     _config_download(selection.cfg, selection)

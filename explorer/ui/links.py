@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.arch.config import ArchConfig
-from explorer.arch.cost import DEFAULT_BUDGET
+from explorer.arch.config import CLASSES_RANGE, MAX_INPUT_CHANNELS, MAX_INPUT_SIZE, ArchConfig
+from explorer.arch.cost import BUDGET_RANGE, DEFAULT_BUDGET
 from explorer.arch.presets import DEFAULT_PRESET, PRESETS
 from explorer.engine.config import TrainConfig
 from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
@@ -32,9 +32,8 @@ PARAMS = (PRESET_PARAM, RECIPE_PARAM, DESIGN_PARAM)
 DEFAULT_INPUT = (3, 32, 32)
 DEFAULT_CLASSES = 10
 DEFAULT_DATA = "synthetic"
-# The sidebar's limits: a link may not describe what the widgets could not show.
-BUDGET_RANGE = (1_000, 100_000_000)
-CHANNELS_RANGE, SIZE_RANGE, CLASSES_RANGE = (1, 64), (1, 1024), (2, 1000)
+# The sidebar's limits (declared in explorer.arch): a link may not describe what the widgets could not show.
+CHANNELS_RANGE, SIZE_RANGE = (1, MAX_INPUT_CHANNELS), (1, MAX_INPUT_SIZE)
 # A design is a few hundred bytes; anything far larger is not a link this app wrote.
 MAX_PARAM_CHARS = 4_000
 MAX_JSON_BYTES = 20_000

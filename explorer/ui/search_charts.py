@@ -19,7 +19,8 @@ COST_LABELS = {"params": "Parameters", "flops": "FLOPs per image"}
 COST_TITLES = {"params": "parameters", "flops": "FLOPs per image"}
 TABLE_COLUMNS = {"number": "Trial", "state": "State", "params": "Params", "flops": "FLOPs",
                  "val_accuracy": "Val accuracy", "test_accuracy": "Test accuracy", "epochs": "Epochs",
-                 "seconds": "Seconds", "baseline": "Baseline", "rejected": "Rejected because", "run_id": "Run"}
+                 "seconds": "Seconds", "baseline": "Baseline", "reason": "Why",
+                 "run_id": "Run"}
 
 
 def _layout(title: str, x_title: str, y_title: str, revision: str, height: int = 380) -> dict:
@@ -38,6 +39,22 @@ def _hover(row: dict) -> str:
     test = f"{row['test_accuracy']:.1%}" if row.get("test_accuracy") is not None else "?"
     return (f"trial {row['number']}<br>val {row['val_accuracy']:.1%} · test {test}<br>"
             f"{row['params']:,} params · {row['flops'] / 1e6:.2f} MFLOPs")
+
+
+def _rejected_hover(row: dict) -> str:
+    costs = " · ".join(f"{row[k]:,} {w}" for k, w in (("params", "params"), ("flops", "FLOPs")) if row.get(k))
+    return f"trial {row['number']} rejected: {row.get('rejected')}" + (f"<br>{costs}" if costs else "")
+
+
+def _fixed_ranges(layout: dict, xs: list, ys: list) -> None:
+    """Ranges for axes with fewer than two distinct values: Plotly's autorange around one value (or none) reads
+    "255.999k … 256.0005k" and "−100 % … 400 %"."""
+    if len(set(ys)) < 2:
+        layout["yaxis"]["range"] = [0, 1]  # accuracies
+    if len(set(xs)) < 2:
+        top = max(xs, default=0)
+        layout["xaxis"]["range"] = [0, top * 1.25] if top > 0 else [0, 1]
+        layout["xaxis"]["rangemode"] = "tozero"
 
 
 def pareto_figure(rows: list[dict], cost: str = "params", budget: float | None = None,
@@ -64,10 +81,11 @@ def pareto_figure(rows: list[dict], cost: str = "params", budget: float | None =
         traces.append(go.Scatter(x=[r[cost] for r in rejected], y=[0.0] * len(rejected), mode="markers",
                                  name="rejected (never trained)",
                                  marker=dict(color=BASELINE_COLOR, symbol="x", size=7),
-                                 hovertext=[f"trial {r['number']}: {r.get('rejected')}" for r in rejected],
-                                 hoverinfo="text"))
+                                 hovertext=[_rejected_hover(r) for r in rejected], hoverinfo="text"))
     layout = _layout(f"Validation accuracy vs {COST_TITLES[cost]}", COST_LABELS[cost],
                      "Validation accuracy", f"{revision}-{cost}")
+    _fixed_ranges(layout, [x for t in traces for x in t.x] + ([budget] if budget else []),
+                  [y for t in traces for y in t.y])
     if budget:
         layout["shapes"] = [dict(type="line", xref="x", yref="paper", x0=budget, x1=budget, y0=0, y1=1,
                                  line=dict(color=OVER_COLOR, dash="dash"))]
@@ -97,8 +115,9 @@ def history_figure(rows: list[dict], revision: str = "search") -> go.Figure:
                          hovertext=[_hover(r) for r in done], hoverinfo="text"),
               go.Scatter(x=numbers, y=best, mode="lines", name="best so far", line=dict(color=TEST_COLOR, shape="hv"))]
     layout = _layout("Optimization history", "Trial", "Validation accuracy", f"{revision}-history")
-    if len({r["val_accuracy"] for r in done}) < 2:  # one value: Plotly's autorange would run past 100 %
-        layout["yaxis"]["range"] = [0, 1]
+    _fixed_ranges(layout, [r["number"] for r in done], [r["val_accuracy"] for r in done])
+    if len(numbers) == 1:  # one trial: around its number, not from 0
+        layout["xaxis"]["range"] = [numbers[0] - 1, numbers[0] + 1]
     return go.Figure(data=traces, layout=layout)
 
 
@@ -127,7 +146,7 @@ def trials_table(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame([{k: r.get(k) for k in TABLE_COLUMNS} for r in rows], columns=list(TABLE_COLUMNS))
     for column in ("val_accuracy", "test_accuracy"):
         table[column] = pd.to_numeric(table[column], errors="coerce") * 100
-    for column in ("baseline", "rejected"):  # blank, not "None", where a trial has none
+    for column in ("baseline", "reason"):  # blank, not "None", where a trial has none
         table[column] = table[column].fillna("")
     table = table.sort_values("number", ascending=False, ignore_index=True)
     return table.rename(columns=TABLE_COLUMNS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -24,6 +23,7 @@ from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import ConfigError, ExplorerError
 from explorer.search import control
 from explorer.search.space import load_space, space_around
+from explorer.search.storage import check_app_storage
 from explorer.search.study import (
     MIN_FOR_IMPORTANCE,
     create_search,
@@ -54,6 +54,7 @@ TRIAL, LONGER_EPOCHS, BASELINE = "search.trial", "search.longer_epochs", "search
 STORAGE, WATCH_URL, WATCH_NAME = "search.storage", "search.watch_url", "search.watch_name"
 SPACE_FILE, SPACE_WIDGET_ERROR = "search.space_file", "search.space_widget_error"
 ERROR, SWITCH, SPACE_FROM = "search.error", "search.switch_to", "search.space_from"
+OPTIONS_OF = "search.options_of"  # the search whose last run options the workers / trials boxes were set from
 # Widgets of a page not in view lose their state; their values are kept under KEEP + key between visits.
 WIDGETS = (PICK, TRIAL, NAME, SOURCE, FOLDER, SYNTHETIC_SIZE, PER_TRIAL, TRIAL_SECONDS, TRIAL_EPOCHS, OBJECTIVE,
            FLOPS_BUDGET, SPACE, WORKERS, TRIALS, LONGER_EPOCHS, BASELINE, STORAGE)
@@ -103,6 +104,17 @@ def space_error(text: str) -> str | None:
     return None
 
 
+def storage_error(text: str) -> str | None:
+    """Why the Storage box's URL is refused (before anything is created), None when it is empty or accepted."""
+    if not str(text).strip():
+        return None
+    try:
+        check_app_storage(text, _dirs()[0])
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
 # --- callbacks (they run before the script, so widget keys may still be set) -----------------------------------
 
 
@@ -113,6 +125,9 @@ def _run_options(state: MutableMapping[str, Any]) -> tuple[int, int | None]:
 def create_and_start(state: MutableMapping[str, Any], budget: int) -> str:
     """Create the search the widgets describe on its default journal and start it; ExplorerError says why not."""
     runs_dir, data_dir = _dirs()
+    database = str(state[STORAGE]).strip()
+    if database:  # before anything is created: a refused storage leaves no folder and no file behind
+        check_app_storage(database, runs_dir)
     name = control.check_name(state[NAME] or time.strftime("search-%Y%m%d-%H%M%S"))
     space = load_space(state[SPACE])
     source = source_of(state)
@@ -121,7 +136,6 @@ def create_and_start(state: MutableMapping[str, Any], budget: int) -> str:
     settings.check_app_source(source)
     by_time = state[PER_TRIAL] == "seconds per trial"
     flops_budget = float(state[FLOPS_BUDGET]) or None
-    database = str(state[STORAGE]).strip()
     # A database search's trials upload their checkpoints beside its pointer (point other machines' workers at
     # a shared folder with `search create --artifacts` from the CLI).
     artifacts = str(control.search_dir(name, runs_dir) / "artifacts") if database else None
@@ -271,7 +285,7 @@ def _new_search(selection: Selection) -> None:
         _trial_settings()
     with right:
         _space_editor(selection)
-    problem = space_error(state[SPACE])
+    problem = space_error(state[SPACE]) or storage_error(state[STORAGE])
     if problem:
         st.error(problem)
     workers_and_trials()
@@ -293,15 +307,27 @@ def workers_and_trials() -> None:
 # --- a picked search ----------------------------------------------------------------------------------------
 
 
+def seed_run_options(state: MutableMapping[str, Any], name: str, stamp: dict) -> None:
+    """The workers / trials boxes of a picked search show what its last `search run` was started with (what was
+    entered, also after a reload or on another server), once per pick so a user's edit stays."""
+    if state.get(OPTIONS_OF) == name:
+        return
+    state[OPTIONS_OF] = name
+    options = control.run_options(stamp)
+    if options is not None:
+        state[WORKERS], state[TRIALS] = options
+
+
 def _controls(name: str, running: bool) -> None:
     runs_dir = _dirs()[0]
+    stamp = control.read_process(name, runs_dir) or {}
+    seed_run_options(st.session_state, name, stamp)
     if not running:
         workers_and_trials()
     start, stop, info = st.columns([1, 1, 4])
     start.button("Continue search", type="primary", key="search.continue", disabled=running, width="stretch",
                  on_click=_on_continue, args=(name,))
     stop.button("Stop", key="search.stop", disabled=not running, width="stretch", on_click=_on_stop, args=(name,))
-    stamp = control.read_process(name, runs_dir) or {}
     if running:
         info.caption(f":material/autorenew: **running** (pid {stamp.get('pid')}); the charts update every "
                      f"{POLL_SECONDS:g} s.")
@@ -309,7 +335,7 @@ def _controls(name: str, running: bool) -> None:
         info.caption(f"Not running. Last message: {control.last_message(name, runs_dir) or '—'}")
     if stamp.get("command"):
         with st.expander("The command (run it on other machines with a database --storage)"):
-            st.code(shlex.join(stamp["command"]), language="bash", wrap_lines=True)
+            st.code(control.shown_command(stamp), language="bash", wrap_lines=True)
 
 
 def _metrics(trial_rows: list[dict]) -> None:
@@ -322,11 +348,15 @@ def live_view(name: str) -> list[dict] | None:
     """Counts, Pareto fronts, history and the trials table of `name`; its rows (None when it cannot be read)."""
     try:
         study, study_settings = load_search(name, control.storage_of(name, _dirs()[0]))
-        trial_rows = rows(study)
+        trial_rows = with_slot_waits(rows(study), _dirs()[0])
     except ExplorerError as err:
         st.error(str(err))
         return None
     _metrics(trial_rows)
+    for row in trial_rows:
+        if row.get("waiting_for_slot"):
+            st.info(f"Trial {row['number']} is {row['reason']}: at most {settings.max_runs()} runs train at once "
+                    f"({settings.MAX_RUNS_ENV}); it starts when one ends.", icon=":material/hourglass_top:")
     budget = study_settings.get("budget")
     left, right = st.columns(2)
     left.plotly_chart(search_charts.pareto_figure(trial_rows, "params", budget, revision=name),
@@ -352,6 +382,13 @@ def live_view(name: str) -> list[dict] | None:
                                 "Test accuracy": st.column_config.NumberColumn(format="%.1f %%"),
                                 "Seconds": st.column_config.NumberColumn(format="%.1f")})
     return trial_rows
+
+
+def with_slot_waits(trial_rows: list[dict], runs_dir: Any) -> list[dict]:
+    """The rows, a running trial whose run waits for a training slot saying so in its reason."""
+    waits = control.slot_waits(trial_rows, runs_dir)
+    return [r | {"reason": waits[r["number"]], "waiting_for_slot": True} if r["number"] in waits else r
+            for r in trial_rows]
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -420,7 +457,7 @@ def _picker() -> str | None:
 
 def watch(state: MutableMapping[str, Any]) -> str:
     """Link a search that lives in a database (created from the CLI or another machine) so the page lists it."""
-    name, url = control.check_name(state[WATCH_NAME]), str(state[WATCH_URL]).strip()
+    name, url = control.check_name(state[WATCH_NAME]), check_app_storage(state[WATCH_URL], _dirs()[0])
     load_search(name, url)  # ConfigError: no such search there, or the database cannot be reached
     control.link_storage(name, url, _dirs()[0])
     state[PICK] = name

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import schema
-from explorer.arch.config import ArchConfig, ConvBlock
-from explorer.arch.cost import fit_to_budget
+from explorer.arch.config import CLASSES_RANGE, MAX_INPUT_CHANNELS, MAX_INPUT_SIZE, ArchConfig, ConvBlock
+from explorer.arch.cost import BUDGET_RANGE, fit_to_budget
 from explorer.arch.fit import fit_largest, width_changes, widths
 from explorer.errors import ConfigError
 from explorer.ui import state as keys
@@ -142,15 +142,15 @@ def _layer_options() -> None:
 
 def _input_and_budget() -> None:
     sb = st.sidebar
-    sb.number_input("Parameter budget", 1_000, 100_000_000, step=1_000, key=keys.BUDGET,
+    sb.number_input("Parameter budget", *BUDGET_RANGE, step=1_000, key=keys.BUDGET,
                     help="The study's budget is 256,000 parameters.")
     with sb.expander("Input shape and classes", expanded=False):
         st.caption("Set by the dataset chosen on the Train page; edit to explore other inputs.")
         c, h, w = st.columns(3)
-        c.number_input("C", 1, 64, step=1, key=keys.IN_C)
-        h.number_input("H", 1, 1024, step=1, key=keys.IN_H)
-        w.number_input("W", 1, 1024, step=1, key=keys.IN_W)
-        st.number_input("Classes", 2, 1000, step=1, key=keys.NUM_CLASSES)
+        c.number_input("C", 1, MAX_INPUT_CHANNELS, step=1, key=keys.IN_C)
+        h.number_input("H", 1, MAX_INPUT_SIZE, step=1, key=keys.IN_H)
+        w.number_input("W", 1, MAX_INPUT_SIZE, step=1, key=keys.IN_W)
+        st.number_input("Classes", *CLASSES_RANGE, step=1, key=keys.NUM_CLASSES)
 
 
 def render() -> Selection:

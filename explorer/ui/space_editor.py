@@ -1,6 +1,7 @@
 """The search space as widgets drawn from the settings schema, kept in step with its JSON text.
 
-Every entry of the space gets a row: how it is searched (fixed, a range, choices, or not searched) and the
+The settings offered are those the schema declares `searchable` (explorer.search.space.section_specs). Every
+entry of the space gets a row: how it is searched (fixed, a range, choices, or not searched) and the
 widgets for that — number boxes bounded by the schema's limits for a range, a multiselect of the schema's
 choices (or of every combination, for a list such as `augment`), a JSON value when fixed. "Add a setting" puts
 any other schema field into the space. The JSON text (under the widgets, also for pasting or loading a file)
@@ -94,12 +95,23 @@ def _seed_entry(state: MutableMapping[str, Any], section: str, name: str, entry:
         state[key(section, name, "value")] = json.dumps(entry)
 
 
+def range_defaults(state: MutableMapping[str, Any], section: str, name: str, spec: Spec) -> None:
+    """A setting switched to "range" starts at its declared search range (the schema's search_range, else its
+    limits), log-scaled when the schema says so; values already there are kept."""
+    low, high = spec.search_span
+    cast = float if spec.kind == "float" else int
+    state.setdefault(key(section, name, "low"), cast(low))
+    state.setdefault(key(section, name, "high"), cast(high))
+    state.setdefault(key(section, name, "log"), spec.scale == "log" and low > 0)
+
+
 def _entry(state: MutableMapping[str, Any], section: str, name: str, spec: Spec) -> Any:
     """The space entry the widgets of one setting describe; ConfigError naming it when they cannot."""
     mode = state[key(section, name, "mode")]
     where = f"space {section}.{name}"
     try:
         if mode == "range":
+            range_defaults(state, section, name, spec)
             entry = {"low": state[key(section, name, "low")], "high": state[key(section, name, "high")]}
             return entry | ({"log": True} if state.get(key(section, name, "log")) else {})
         if mode == "choices":
@@ -178,6 +190,7 @@ def _row(section: str, name: str, spec: Spec, space_key: str, error_key: str) ->
     mode = mode_col.selectbox("How", modes(spec), key=key(section, name, "mode"), label_visibility="collapsed",
                               **args)
     if mode == "range":
+        range_defaults(st.session_state, section, name, spec)
         low, high, log = values.columns([2, 2, 1], vertical_alignment="bottom")
         limits = {"min_value": spec.low, "max_value": spec.high}
         if spec.kind == "float":
@@ -219,4 +232,4 @@ def render(space_key: str, error_key: str, recipe_defaults: dict) -> None:
                  on_change=_add, args=(space_key, error_key, recipe_defaults))
 
 
-__all__ = ["render", "seed", "space_from_widgets", "options", "key", "initial_value", "modes"]
+__all__ = ["render", "seed", "space_from_widgets", "options", "key", "initial_value", "modes", "range_defaults"]

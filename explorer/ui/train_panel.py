@@ -20,7 +20,7 @@ import streamlit as st
 
 from explorer import schema
 from explorer.arch.config import ArchConfig
-from explorer.arch.cost import model_cost
+from explorer.arch.cost import TooLargeToBuild, buildable_cost, model_cost
 from explorer.arch.presets import PRESETS, preset_label
 from explorer.engine.config import TrainConfig
 from explorer.engine.recipes import RECIPES, recipe_label
@@ -240,7 +240,9 @@ def start_blocker(selection: Selection, train_cfg: TrainConfig | None, source: s
     if source == "folder:":
         return "enter an image folder above first."
     try:
-        model_cost(selection.cfg, selection.input_shape, selection.num_classes)
+        buildable_cost(selection.cfg, selection.input_shape, selection.num_classes)
+    except TooLargeToBuild as err:
+        return str(err)
     except ConfigError as err:
         shape = "×".join(map(str, selection.input_shape))
         return f"the network does not fit its {shape} input: {err}"
@@ -389,7 +391,10 @@ def live_view(source: Any, run_id: str, now: float | None = None) -> History:
     # A keyed container gives the browser tests a stable handle (CSS class st-key-train-status).
     with st.container(key="train-status"):
         _headline(history, run_id, time.time() if now is None else now)
-    _end_message(history, _record(source, run_id) if history.status == "stopped" else {})
+    record = _record(source, run_id)
+    for note in record.get("data_notes") or []:  # what loading skipped or changed, as `train` prints them
+        st.caption(f"Data note: {note}")
+    _end_message(history, record if history.status == "stopped" else {})
     if history.status in ("failed", "interrupted") and not history.epochs and not history.step:
         return history  # it ended before training a batch: its message says why, empty charts would not
     figures = charts.training_figures(history, revision=run_id)
