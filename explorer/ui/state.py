@@ -176,10 +176,10 @@ class Selection:
     cfg: ArchConfig | None
     error: str | None
     preset: str | None  # the preset, when the network is exactly one
-    base: str | None  # the preset it started from (edited or not)
     input_shape: tuple[int, int, int]
     num_classes: int
     budget: int
+    base: str | None = None  # the preset it started from (edited or not)
 
     @property
     def name(self) -> str:
