@@ -17,6 +17,8 @@ pipelines and keep each one's best, which damps the noise of a shared machine (t
 Targets on a 2-core CPU: >= 10x at batch 8, >= 4x at batch 128, >= 50 % of the matmul ceiling. The `fast` and
 `best` presets are also timed by their own recipes at the recipe's batch (images/s, GFLOP/s, fraction of the ceiling).
 On CUDA it also reports the time of one full epoch (training + evaluation) of the net.
+`--vocabulary` instead times `fast` beside a depthwise-separable and a MobileNetV2-inverted net, each with and
+without channels_last (the layout explorer.engine.train.memory_format_for picks).
 """
 
 from __future__ import annotations
@@ -173,6 +175,44 @@ def convs_alone(arch, batch: int, ceiling: float, steps: int = 6) -> dict:
             "conv_flops_share": conv_flops / model_cost(arch).flops}
 
 
+def _vocabulary_nets() -> dict:
+    """`fast` beside nets of the new blocks at a similar budget: depthwise separable and MobileNetV2-inverted."""
+    from explorer.arch.config import ArchConfig
+    from explorer.arch.config import ConvBlock as B
+
+    return {
+        "fast": PRESETS["fast"],
+        "depthwise": ArchConfig(conv=(B(32, pool="max"), B(32, groups="depthwise"), B(96, kernel=1),
+                                      B(96, groups="depthwise", pool="max"), B(192, kernel=1),
+                                      B(192, groups="depthwise", pool="max"), B(384, kernel=1)),
+                                batchnorm=True, activation="gelu", head="avgpool"),
+        "inverted": ArchConfig(conv=(B(32, pool="max"), B(48, block="inverted"), B(64, block="inverted", pool="max"),
+                                     B(96, block="inverted"), B(128, block="inverted", pool="max"),
+                                     B(128, block="inverted")), batchnorm=True, activation="gelu", head="avgpool"),
+    }
+
+
+def vocabulary_rates(data: Dataset, rounds: int, steps: int) -> dict:
+    """Training images/s (train() itself, the `fast` recipe at batch 256, the second epoch over `steps` batches)
+    of each net with channels_last and with the default (NCHW) layout; each pair's best of `rounds`."""
+    from explorer.engine import train as train_module
+
+    cfg = RECIPES["fast"].replace(epochs=2, tta_flip=False, tta_translate=0, test_batch_size=500, device="cpu")
+    out: dict = {}
+    for _ in range(rounds):
+        for name, arch in _vocabulary_nets().items():
+            for layout, fmt in (("channels_last", torch.channels_last), ("nchw", torch.contiguous_format)):
+                original = train_module.memory_format_for
+                train_module.memory_format_for = lambda _arch, _device, fmt=fmt: fmt
+                try:
+                    result = train(arch, cfg, subset(data, cfg.batch_size * steps, 500))
+                finally:
+                    train_module.memory_format_for = original
+                row = out.setdefault(name, {"params": model_cost(arch).params, "mflops": model_cost(arch).flops / 1e6})
+                row[layout] = max(row.get(layout, 0.0), result.epochs[-1]["images_per_second"])
+    return out
+
+
 def cuda_epoch_seconds(data: Dataset) -> dict:
     """One full epoch (50,000 images + evaluation) of the net on the GPU, batch 512: the second epoch's time."""
     cfg = RECIPES["fast"].replace(epochs=2, batch_size=512, test_batch_size=2000, device="cuda", tta_flip=False)
@@ -188,7 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="8,128", help="batch sizes to compare")
     parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per study measurement")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; each pipeline's best is kept")
+    parser.add_argument("--vocabulary", action="store_true",
+                        help="only time fast beside depthwise / inverted nets, with and without channels_last")
+    parser.add_argument("--steps", type=int, default=0, help="--vocabulary: batches per timed epoch (default 30)")
     args = parser.parse_args(argv)
+    if args.vocabulary:
+        # Synthetic 32x32 images: the step's speed does not depend on the pixels, and loading is instant.
+        steps = args.steps or PRESET_STEPS
+        rates = vocabulary_rates(load_dataset(f"synthetic:{256 * steps}"), args.rounds, steps)
+        for name, row in rates.items():
+            print(f"{name:>10}  {row['params']:>8,} params  {row['mflops']:5.1f} MFLOPs  channels_last "
+                  f"{row['channels_last']:>6,.0f} img/s  NCHW {row['nchw']:>6,.0f} img/s")
+        print(json.dumps({"vocabulary": rates, "load_average": [round(v, 2) for v in os.getloadavg()]}))
+        return 0
     sizes = [int(b) for b in args.batches.split(",")]
 
     folder = args.folder if (args.folder / "train").is_dir() else None

@@ -56,6 +56,7 @@ class Spec:
     max_items: int | None = None
     cli: bool = True  # False: no flag of its own (reachable through --arch JSON)
     aliases: tuple[str, ...] = ()  # extra flag names kept for compatibility, e.g. --tta
+    named: Mapping[str, Any] = field(default_factory=dict)  # words that stand for a value: {"depthwise": 0}
     searchable: bool = False  # a search space may sample it (explorer.search.space): one keyword per field
     search_range: tuple[float, float] | None = None  # a search's default range, where narrower than low..high
     name: str = ""
@@ -280,8 +281,14 @@ def from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
             data[spec.name] = tuple(
                 from_dict(spec.item, raw, spec.item_label.format(i=i), spec.item_label.format(i=i) + " ")
                 for i, raw in enumerate(data[spec.name], 1))
+        data[spec.name] = _unnamed(spec, data[spec.name])
         check_value(spec, data[spec.name], prefix)
     return cls(**data)
+
+
+def _unnamed(spec: Spec, value: Any) -> Any:
+    """The value a word stands for ("depthwise" -> 0), else the value itself."""
+    return spec.named.get(value, value) if isinstance(value, str) else value
 
 
 # --- command line -----------------------------------------------------------------------------------------------
@@ -301,6 +308,8 @@ def parse_text(spec: Spec, text: str) -> Any:
         if spec.kind.startswith("list["):
             parts = [p.strip() for p in text.split(",") if p.strip() and p.strip() != "none"]
             value: Any = tuple(_parse_scalar(p, spec.kind[5:-1]) for p in parts)
+        elif text in spec.named:
+            value = spec.named[text]
         else:
             value = _parse_scalar(text, spec.kind)
             if spec.choices and spec.kind == "str" and value not in spec.choices:
@@ -424,6 +433,8 @@ def _property_schema(spec: Spec) -> dict:
         out["x-labels"] = {str(k): v for k, v in spec.labels.items()}
     if spec.fmt:
         out["x-format"] = spec.fmt
+    if spec.named:
+        out["x-named"] = dict(spec.named)  # accepted on input, stored as the number
     if spec.cli:
         out["x-flag"] = spec.flag
     if spec.searchable:

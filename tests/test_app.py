@@ -602,14 +602,6 @@ def test_the_train_page_warns_before_start_when_the_batch_is_too_large(app):
     assert any("4 steps per epoch, 12 in all" in c.value for c in app.caption) and not app.warning
 
 
-def test_stopped_message_says_what_is_kept():
-    from explorer.ui.train_panel import stopped_message
-
-    assert "no checkpoint" in stopped_message(None, 0) and "cannot be resumed" in stopped_message(None, 0)
-    kept = stopped_message("model.safetensors", 2)
-    assert "checkpoint (the weights after 2 whole epoch(s))" in kept and "no checkpoint" not in kept
-
-
 def test_progress_text_shows_the_steps_run_and_how_the_run_ended():
     from explorer.store.events import fold
     from explorer.ui.train_panel import progress_text, throughput_text
@@ -620,7 +612,7 @@ def test_progress_text_shows_the_steps_run_and_how_the_run_ended():
     history = fold(events)
     assert progress_text(history, 0.75, None) == "failed at step 3 of 4 (75%)"
     running = fold(fake_run_events(end=None))
-    assert progress_text(running, 1.0, 0.0).endswith("about 0 s left")
+    assert progress_text(running, 1.0, 0.0) == "all 4 steps done · evaluating the last epoch and saving its checkpoint"
     assert throughput_text(running) == "500 training img/s (last epoch)"
     finished = fold(fake_run_events())
     assert throughput_text(finished) == "500 training img/s (whole run)"

@@ -54,4 +54,5 @@ def test_cuda_evaluation_matches_the_cpu_on_the_same_weights(tiny_dataset):
     assert torch.allclose(on_gpu, on_cpu, atol=1e-3)
     cpu_eval = evaluate_model(result.model, tiny_dataset.test_x, tiny_dataset.test_y, norm["mean"], norm["std"],
                               device="cpu")
-    assert abs(cpu_eval["accuracy"] - result.metrics["test_accuracy"]) < 0.02  # the run evaluated under autocast
+    # The run evaluated in float32 (the inference policy) on the GPU, where convolutions may use TF32.
+    assert abs(cpu_eval["accuracy"] - result.metrics["test_accuracy"]) < 0.02

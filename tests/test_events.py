@@ -29,6 +29,7 @@ EXAMPLES = {
     "baseline": {"test_accuracy": 0.5, "test_loss": 0.7, "per_class": {"a": 1.0, "b": 0.0}},
     "batch": {"step": 3, "loss": 0.5, "epoch": 1, "batch": 3, "lr": 0.1, "threads": 2},
     "epoch": {"epoch": 1, "test_accuracy": 0.6, "images_per_second": 100.0},
+    "partial_epoch": {"epoch": 1, "batches": 3, "steps_per_epoch": 7, "test_accuracy": 0.4},
     "checkpoint": {"path": "model.safetensors", "epochs_done": 1},
     "finished": {"summary": {"epochs_done": 1}}, "stopped": {"summary": {}}, "failed": {"error": "boom"},
 }

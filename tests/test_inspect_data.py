@@ -123,27 +123,35 @@ def trainer_session(dataset, cfg: TrainConfig) -> _Session:
     return _Session(arch, cfg, dataset)
 
 
-AUGMENTS = [(("flip", "crop"), 4), (("flip",), 4), (("crop",), 2), ((), 4)]
+AUGMENTS = [(("flip", "crop"), 4, {}), (("flip",), 4, {}), (("crop",), 2, {}), ((), 4, {}),
+            ((), 4, {"rotate": 20.0}), ((), 4, {"color_jitter": 0.4}), ((), 4, {"sharpen": 2.0}),
+            ((), 4, {"cutout": 3}), (("flip",), 2, {"mixup": 0.5}), (("crop",), 2, {"cutmix": 1.0}),
+            (("flip", "crop"), 2, {"rotate": 10.0, "color_jitter": 0.2, "sharpen": 1.0, "cutout": 2, "mixup": 1.0,
+                                   "cutmix": 1.0})]
 
 
 @pytest.mark.parametrize("name", ["grey", "wide"])
-@pytest.mark.parametrize(("augment", "padding"), AUGMENTS)
-def test_the_preview_is_the_trainers_own_augmentation(datasets, name, augment, padding):
+@pytest.mark.parametrize(("augment", "padding", "more"), AUGMENTS)
+def test_the_preview_is_the_trainers_own_augmentation(datasets, name, augment, padding, more):
     dataset = datasets[name]
-    cfg = TrainConfig(augment=augment, crop_padding=padding, device="cpu", precision="fp32", seed=3)
+    cfg = TrainConfig(augment=augment, crop_padding=padding, device="cpu", precision="fp32", seed=3, **more)
     session = trainer_session(dataset, cfg)
-    assert inspect_data.trainer_augmentation(cfg) == (session.flip, session.pad)
+    assert inspect_data.trainer_augmentation(cfg) == session.augmentation
     seed = 11
     original, augmented = inspect_data.augmentation_preview(dataset, cfg, seed, n=8)
     idx = inspect_data.preview_indices(dataset.train_y, dataset.num_classes, 8)
     assert torch.equal(original, dataset.train_x[idx])
     # The trainer's batch for the same images, its generator seeded alike, un-normalized back to pixels.
     session.augment_gen = torch.Generator().manual_seed(seed)
-    x, y = session.batch(torch.tensor(idx))
-    pixels = (x * session.scale + session.shift).round().to(torch.uint8)
-    assert torch.equal(pixels.contiguous(), augmented)
+    session.mix_rng = np.random.default_rng(seed + 2)
+    x, y, _ = session.batch(torch.tensor(idx))
+    pixels = (x * session.scale + session.shift).round().clamp(0, 255).to(torch.uint8)
+    if set(more) & {"rotate", "color_jitter", "sharpen", "mixup"}:  # float pixels: rounding may differ by 1
+        assert (pixels.int() - augmented.int()).abs().max() <= 1
+    else:
+        assert torch.equal(pixels.contiguous(), augmented)
     assert torch.equal(y, dataset.train_y[idx])
-    assert torch.equal(augmented, original) == (not augment)
+    assert torch.equal(augmented, original) == (not augment and not more)
 
 
 def test_another_seed_draws_another_augmentation(datasets):

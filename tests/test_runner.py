@@ -20,7 +20,7 @@ from explorer.errors import DataError, ExplorerError, TrainingError
 from explorer.store.checkpoint import load_checkpoint
 from explorer.store.events import EventReader, fold
 from explorer.store.runner import Runner, RunProcess, RunSpec, Slots, new_run_id, thread_budget
-from explorer.store.runs import read_run
+from explorer.store.runs import RECORD_VERSION, read_run
 
 TINY = ArchConfig(conv=(ConvBlock(16, pool="max"), ConvBlock(32, pool="max")), batchnorm=True, head="maxpool")
 QUICK = TrainConfig(epochs=2, batch_size=32, test_batch_size=200, optimizer="adam", lr=3e-3, log_every=2,
@@ -52,7 +52,7 @@ def test_finished_run_leaves_a_complete_record(runs_dir):
                 "train", "data", "data_fingerprint", "input_shape", "num_classes", "classes", "params", "flops",
                 "device", "error", "summary", "checkpoint", "resumed_from", "owner", "command"):
         assert key in record, key
-    assert record["format_version"] == 1 and record["owner"]["pid"] == os.getpid()
+    assert record["format_version"] == RECORD_VERSION == 2 and record["owner"]["pid"] == os.getpid()
     assert (record["id"], record["name"], record["recipe"], record["data"]) == (run_id, "tiny", "fast", DATA)
     assert record["arch"] == TINY.to_dict() and record["train"] == QUICK.to_dict()
     assert record["input_shape"] == [3, 32, 32] and record["num_classes"] == 10 and record["device"] == "cpu"
@@ -94,7 +94,8 @@ def test_stop_ends_a_run_within_a_batch_and_keeps_a_checkpoint(runs_dir):
     record = process.run()
     assert record["status"] == "stopped" and record["summary"]["epochs_done"] == 1
     types = event_types(runs_dir, record["id"])
-    assert types[-3:] == ["batch", "checkpoint", "stopped"]
+    # The checkpoint is epoch 1's (saved when it ended): the partial epoch 2 is dropped, not saved over it.
+    assert types[-3:] == ["checkpoint", "batch", "stopped"] and record["checkpoint_kind"] == "epoch"
     assert record["checkpoint"] == "model.safetensors"
     assert load_checkpoint(runs_dir / record["id"]).meta["epochs_done"] == 1
 

@@ -92,16 +92,20 @@ def test_every_field_is_fully_declared(cls: type, spec: schema.Spec) -> None:
 
 def test_the_classes_keep_their_field_names_and_defaults() -> None:
     # Run records and checkpoints on disk hold these names: renaming one breaks every stored run.
-    assert schema.names(ConvBlock) == ("out_channels", "kernel", "padding", "stride", "pool", "residual")
+    assert schema.names(ConvBlock) == ("out_channels", "kernel", "padding", "stride", "pool", "residual", "block",
+                                       "groups", "dilation", "expand", "se", "norm")
     assert schema.names(ArchConfig) == ("conv", "fc", "batchnorm", "dropout", "dropout_conv", "activation",
                                         "pool_first", "head")
     assert TrainConfig().to_dict() == {
         "epochs": 2, "batch_size": 128, "test_batch_size": 1000, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
         "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0, "whiten": False, "dirac_init": False,
         "bn_frozen_scale": False, "bn_bias_lr": 1.0, "loss": "cross_entropy", "label_smoothing": 0.0,
-        "augment": [], "alternate_flips": False, "crop_padding": 4, "normalization": "dataset", "ema": 0.0,
+        "augment": [], "alternate_flips": False, "crop_padding": 4, "rotate": 0.0, "color_jitter": 0.0,
+        "sharpen": 0.0, "cutout": 0, "mixup": 0.0, "cutmix": 0.0, "mix_ramp_epochs": 0, "normalization": "dataset",
+        "ema": 0.0,
         "tta_flip": False, "tta_translate": 0, "seed": 0, "device": "auto", "precision": "auto", "log_every": 50}
-    assert ConvBlock(8) == ConvBlock(out_channels=8, kernel=3, padding="same", stride=1, pool="none", residual=False)
+    assert ConvBlock(8) == ConvBlock(out_channels=8, kernel=3, padding="same", stride=1, pool="none", residual=False,
+                                     block="plain", groups=1, dilation=1, expand=4, se=0.0, norm="auto")
 
 
 def test_a_field_declared_without_setting_is_refused() -> None:
@@ -170,7 +174,8 @@ def test_ui_state_keys_derive_from_the_schema() -> None:
     assert {schema.spec_of(ArchConfig, n).group for n in arch_keys.GLOBAL_FIELDS} <= {"layers", "classifier"}
     assert train_keys.FIELDS == schema.names(TrainConfig)
     assert train_keys.FLOAT_FIELDS == {"lr", "momentum", "weight_decay", "warmup_epochs", "bn_bias_lr",
-                                      "label_smoothing", "ema"}
+                                      "label_smoothing", "ema", "rotate", "color_jitter", "sharpen", "mixup",
+                                      "cutmix"}
     for cfg in PRESETS.values():
         assert arch_keys.arch_from_values(arch_keys.arch_to_values(cfg)) == cfg
     for cfg in RECIPES.values():

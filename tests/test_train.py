@@ -83,8 +83,10 @@ def test_stop_takes_effect_within_one_batch(tiny_dataset):
             stop.set()
 
     result = train(TINY, FAST.replace(log_every=1), tiny_dataset, on_event, stop=stop)
-    assert [e["type"] for e in events] == ["started", "baseline", "batch", "stopped"]
+    # Stopped in epoch 1: the partial epoch (one batch) is evaluated and kept.
+    assert [e["type"] for e in events] == ["started", "baseline", "batch", "partial_epoch", "stopped"]
     assert result.status == "stopped" and result.epochs_done == 0 and result.epochs == []
+    assert result.partial_epoch == {"epoch": 1, "batches": 1, "steps_per_epoch": 19}
     assert events[-1]["summary"]["epochs_done"] == 0
 
 

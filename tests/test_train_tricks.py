@@ -97,11 +97,11 @@ def test_alternating_flips_mirror_each_image_on_every_other_epoch(tiny_dataset):
     cfg = CFG.replace(augment=("flip",), alternate_flips=True)
     session = _Session(TINY, cfg, tiny_dataset)
     idx = torch.arange(64)
-    first, _ = session.batch(idx)
+    first, _, _ = session.batch(idx)
     session.epoch = 2
-    second, _ = session.batch(idx)
+    second, _, _ = session.batch(idx)
     session.epoch = 3
-    third, _ = session.batch(idx)
+    third, _, _ = session.batch(idx)
     assert torch.allclose(second, first.flip(3)) and torch.allclose(third, first)
     plain = session.train_x[:64].float()
     mirrored = [not torch.equal(a, b) for a, b in zip(augment_batch(session.train_x[:64], True, 0, None,

@@ -1,12 +1,13 @@
 """Analytic per-layer cost of an ArchConfig: params, MACs, op counts, memory, budget. No forward pass.
 
 Conventions (batch 1, inference):
-- MAC = one multiply-accumulate. Conv: out_elements * (in_ch * kH * kW). Linear: in * out.
+- MAC = one multiply-accumulate. Conv: out_elements * (in_ch / groups * kH * kW). Linear: in * out.
 - FLOPs = 2 * (conv + linear MACs), as torch.utils.flop_counter.FlopCounterMode counts.
 - multiplications / additions: conv and linear multiply-adds, bias adds, residual adds.
 - comparisons: ReLU 1 per element, max-pool k*k-1 per output, global max-pool H*W-1 per channel.
-- elementwise: BatchNorm (scale + shift, 2 per element), other activations (1 per element, LeakyReLU's
-  multiply), average pooling (k*k per output).
+- elementwise: BatchNorm (scale + shift, 2 per element), LayerNorm / GroupNorm (5 per element: mean, variance,
+  normalize, scale, shift), other activations (1 per element, LeakyReLU's multiply), average pooling (k*k per
+  output), squeeze-excitation's mean (1 per element) and sigmoid (1 per channel); its scaling is multiplications.
 - torchinfo_mult_adds: what torchinfo reports as "Mult-Adds" at batch 1 (conv: params * H_out * W_out,
   other layers with parameters: their parameter count).
 """
@@ -16,7 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from math import prod
 
-from explorer.arch.config import ArchConfig, head_features, layer_shapes
+from explorer.arch.config import ArchConfig
+from explorer.arch.plan import LayerPlan, head_features, layer_shapes
 from explorer.errors import ConfigError
 
 BYTES_PER_FLOAT = 4
@@ -132,13 +134,15 @@ class ModelCost:
         }
 
 
-def _conv(name: str, in_ch: int, out: tuple[int, int, int], k: int) -> LayerCost:
+def _conv(name: str, layer: LayerPlan) -> LayerCost:
+    out = layer.out_shape
     out_elems = prod(out)
-    macs = out_elems * in_ch * k * k
-    params = out[0] * in_ch * k * k + out[0]
+    taps = layer.in_shape[0] // layer.groups * layer.kernel * layer.kernel  # inputs each output sums
+    macs = out_elems * taps
+    params = out[0] * taps + (out[0] if layer.bias else 0)
     # out*(K-1) additions inside the dot products + 1 bias add per output = MACs additions.
-    return LayerCost(name, "Conv2d", out, params=params, macs=macs, multiplications=macs, additions=macs,
-                     torchinfo_mult_adds=params * out[1] * out[2])
+    return LayerCost(name, "Conv2d", out, params=params, macs=macs, multiplications=macs,
+                     additions=macs if layer.bias else macs - out_elems, torchinfo_mult_adds=params * out[1] * out[2])
 
 
 def _linear(name: str, n_in: int, n_out: int) -> LayerCost:
@@ -162,7 +166,7 @@ def _activation(name: str, activation: str, shape: tuple[int, ...]) -> LayerCost
         return LayerCost(name, "ReLU", shape, comparisons=n)
     if activation == "leaky_relu":
         return LayerCost(name, "LeakyReLU", shape, comparisons=n, elementwise=n)
-    return LayerCost(name, {"gelu": "GELU", "silu": "SiLU"}[activation], shape, elementwise=n)
+    return LayerCost(name, {"gelu": "GELU", "silu": "SiLU", "mish": "Mish"}[activation], shape, elementwise=n)
 
 
 def _pool(name: str, pool: str, out: tuple[int, int, int]) -> LayerCost:
@@ -172,25 +176,44 @@ def _pool(name: str, pool: str, out: tuple[int, int, int]) -> LayerCost:
     return LayerCost(name, "AvgPool2d", out, elementwise=4 * n)
 
 
+def _norm(layer: LayerPlan) -> LayerCost:
+    if layer.variant == "batch":
+        return _batchnorm(layer.name, layer.out_shape)
+    c, n = layer.out_shape[0], prod(layer.out_shape)
+    # LayerNorm / GroupNorm compute their statistics at inference too: mean, variance, normalize, scale, shift.
+    kind = "LayerNorm2d" if layer.variant == "layer" else "GroupNorm"
+    return LayerCost(layer.name, kind, layer.out_shape, params=2 * c, elementwise=5 * n, torchinfo_mult_adds=2 * c)
+
+
+def _squeeze_excite(layer: LayerPlan) -> list[LayerCost]:
+    """mean over H x W -> 1x1 conv C -> hidden -> ReLU -> 1x1 conv hidden -> C -> sigmoid -> scale the map."""
+    c, hidden, n = layer.out_shape[0], layer.hidden, prod(layer.out_shape)
+    squeezed = LayerPlan(layer.name, "", "conv", (c, 1, 1), (hidden, 1, 1))
+    return [LayerCost(f"{layer.name}.mean", "Mean", (c,), elementwise=n),
+            _conv(f"{layer.name}.reduce", squeezed),
+            _activation(f"{layer.name}.act", "relu", (hidden, 1, 1)),
+            _conv(f"{layer.name}.expand", LayerPlan(layer.name, "", "conv", (hidden, 1, 1), (c, 1, 1))),
+            LayerCost(f"{layer.name}.gate", "Sigmoid", (c, 1, 1), elementwise=c),
+            LayerCost(f"{layer.name}.scale", "Mul", layer.out_shape, multiplications=n)]
+
+
+def _layer_rows(layer: LayerPlan) -> list[LayerCost]:
+    if layer.op == "conv":
+        return [_conv(layer.name, layer)]
+    if layer.op == "norm":
+        return [_norm(layer)]
+    if layer.op == "act":
+        return [_activation(layer.name, layer.variant, layer.out_shape)]
+    if layer.op == "pool":
+        return [_pool(layer.name, layer.variant, layer.out_shape)]
+    if layer.op == "se":
+        return _squeeze_excite(layer)
+    return [LayerCost(layer.name, "Add", layer.out_shape, additions=prod(layer.out_shape))]
+
+
 def _conv_stage(cfg: ArchConfig, input_shape: tuple[int, int, int]) -> list[LayerCost]:
-    """The conv blocks' rows in the order they run; with pool first, BN and the activation at the pooled shape."""
-    rows: list[LayerCost] = []
-    for block, shape in zip(cfg.conv, layer_shapes(cfg, input_shape)):
-        name = shape.name
-        rows.append(_conv(name, shape.in_shape[0], shape.conv_shape, block.kernel))
-        pool_first = cfg.pools_first(block)
-        if pool_first:
-            rows.append(_pool(f"{name}.pool", block.pool, shape.out_shape))
-        after = shape.out_shape if pool_first else shape.conv_shape  # where BN and the activation run
-        if cfg.batchnorm:
-            rows.append(_batchnorm(f"{name}.bn", after))
-        rows.append(_activation(f"{name}.act", cfg.activation, after))
-        if block.residual:
-            n = prod(shape.conv_shape)
-            rows.append(LayerCost(f"{name}.add", "Add", shape.conv_shape, additions=n))
-        if block.pool != "none" and not pool_first:
-            rows.append(_pool(f"{name}.pool", block.pool, shape.out_shape))
-    return rows
+    """The conv blocks' rows in the order their layers run, read from the shape plan."""
+    return [row for plan in layer_shapes(cfg, input_shape) for layer in plan.layers for row in _layer_rows(layer)]
 
 
 def _head(cfg: ArchConfig, input_shape: tuple[int, int, int]) -> list[LayerCost]:

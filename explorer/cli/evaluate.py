@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average with horizontally flipped images (default: as trained)")
+                   help="test-time augmentation: default as trained (the checkpoint's flip/translate TTA); "
+                        "--no-tta: none, one view per image (what an exported model does); --tta: flip on too")
     p.add_argument("--misclassified", type=int, default=20, metavar="N", help="list the N most confident mistakes")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(handler=run_evaluate)
@@ -45,14 +46,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tta_words(evaluation) -> str:
-    views = ["flip"] * evaluation.tta_flip + [f"±{evaluation.tta_translate} px"] * bool(evaluation.tta_translate)
-    return f"  ({' + '.join(views)} TTA)" if views else ""
-
-
 def _print_report(evaluation) -> None:
     print(f"{evaluation.data}: accuracy {evaluation.accuracy:.2%} ({evaluation.correct:,}/{evaluation.count:,}), "
-          f"loss {evaluation.loss:.4f}{_tta_words(evaluation)}")
+          f"loss {evaluation.loss:.4f}  ({evaluation.policy})")
     width = max(len(c) for c in evaluation.classes)
     for name, acc in evaluation.per_class.items():
         print(f"  {name:<{width}}  {'-' if acc is None else f'{acc:.2%}':>8}")

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, GIF, WebP, BMP or TIFF files")
     p.add_argument("--top", type=_positive, default=5, metavar="K", help="how many classes to list per image")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average with the horizontally flipped image (default: as trained)")
+                   help="test-time augmentation: default as trained (the checkpoint's flip/translate TTA, as "
+                        "evaluate and the app use); --no-tta: one view (what an exported model does); --tta: flip on")
     p.add_argument("--runs-dir", help="the runs folder a run id is looked up in (default: $EXPLORER_RUNS_DIR or "
                                       "./checkpoints)")
     p.add_argument("--json", action="store_true", help="one JSON object")
@@ -36,22 +37,21 @@ def run_predict(args: argparse.Namespace) -> int:
     # Imported here so `python -m explorer stats` does not pay for torch.
     import torch
 
-    from explorer.engine.evaluate import predict_logits
+    from explorer.engine.evaluate import model_device
     from explorer.store.runs import resolve_checkpoint
 
     path, _ = resolve_checkpoint(args.checkpoint, args.runs_dir)
     loaded = load_named(path)
     inputs = [_read_image(Path(name), loaded.input_shape) for name in args.images]  # every file before any output
-    recipe = loaded.meta.get("train") or {}
-    tta = bool(recipe.get("tta_flip")) if args.tta is None else args.tta
+    policy = loaded.policy.with_tta(args.tta)  # the checkpoint's, as evaluate and the app's pages use it
     pixels = torch.stack([image.pixels for image in inputs])
-    probabilities = predict_logits(loaded.model, pixels, loaded.mean, loaded.std, tta_flip=tta,
-                                   tta_translate=int(recipe.get("tta_translate", 0))).softmax(dim=1)
+    probabilities = policy.probabilities(loaded.model, pixels, loaded.mean, loaded.std)
     top = min(args.top, len(loaded.classes))
     results = [_top(name, probs, loaded.classes, top, image.notes)
                for name, probs, image in zip(args.images, probabilities, inputs)]
     if args.json:
-        print_json({"checkpoint": str(path), "classes": loaded.classes, "top": top, "tta_flip": tta,
+        print_json({"checkpoint": str(path), "classes": loaded.classes, "top": top, "tta_flip": policy.tta_flip,
+                    "tta_translate": policy.tta_translate, "policy": policy.describe(model_device(loaded.model)),
                     "predictions": results})
         return 0
     for result in results:

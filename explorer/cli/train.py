@@ -123,7 +123,8 @@ def _final_line(process) -> dict:
     checkpoint = str(process.dir / record["checkpoint"]) if record.get("checkpoint") else None
     summary = history.summary
     return {"run_id": process.run_id, "status": record["status"], "run_dir": str(process.dir),
-            "checkpoint": checkpoint, "test_accuracy": history.latest_metrics()["test_accuracy"],
+            "checkpoint": checkpoint, "checkpoint_kind": record.get("checkpoint_kind"),
+            "test_accuracy": history.latest_metrics()["test_accuracy"],
             "per_class": history.latest_metrics()["per_class"], "epochs": [e.to_dict() for e in history.epoch_events],
             "images_per_second": summary["images_per_second"], "params": record.get("params"),
             "flops": record.get("flops"), "device": record.get("device"), "wall_seconds": summary["wall_seconds"],
@@ -181,4 +182,5 @@ class _ProgressPrinter:
         print(f"{final['status']}: test accuracy {accuracy:.1%}" if accuracy is not None else final["status"])
         print(f"run folder: {final['run_dir']}")
         if final["checkpoint"]:
-            print(f"checkpoint: {final['checkpoint']}")
+            kind = " (a partial epoch, evaluated at the stop)" if final["checkpoint_kind"] == "partial epoch" else ""
+            print(f"checkpoint: {final['checkpoint']}{kind}")

@@ -79,6 +79,32 @@ class TrainConfig:
     crop_padding: int = setting(4, searchable=True, label="Crop padding (pixels)", low=0, high=16, step=1,
                                 group="regularization",
                                 help="How far a random crop may shift the image.")
+    # The augmentations of the best small nets (xvel/cifar10-tiniest, SE-MXResNet): each per image on the device,
+    # 0 = off, so a record without them trains as before.
+    rotate: float = setting(0.0, searchable=True, search_range=(0.0, 20.0),
+                            label="Rotation (± degrees)", low=0.0, high=180.0, step=5.0, fmt="%g",
+                            group="regularization", help="Each image turned by its own random angle, e.g. 15.")
+    color_jitter: float = setting(0.0, searchable=True, search_range=(0.0, 0.4),
+                                  label="Colour jitter strength", low=0.0, high=1.0, step=0.05, fmt="%g",
+                                  group="regularization",
+                                  help="Brightness, contrast and saturation each scaled by 1 ± this, per image.")
+    sharpen: float = setting(0.0, searchable=True, search_range=(0.0, 2.0),
+                             label="Sharpening", low=0.0, high=4.0, step=0.5, fmt="%g", group="regularization",
+                             help="Half the images sharpened with factor 1 + this (torchvision's adjust_sharpness).")
+    cutout: int = setting(0, searchable=True, search_range=(0, 16),
+                          label="Cutout square (pixels)", low=0, high=64, step=1, group="regularization",
+                          help="A square this size blacked out at a random place in each image, e.g. 8.")
+    mixup: float = setting(0.0, searchable=True, search_range=(0.0, 1.0),
+                           label="Mixup α", low=0.0, high=4.0, step=0.1, fmt="%g", group="regularization",
+                           help="Blend each image with another of the batch (weight ~ Beta(α, α)); the targets blend "
+                                "alike. Needs the cross-entropy loss.")
+    cutmix: float = setting(0.0, searchable=True, search_range=(0.0, 1.0),
+                            label="CutMix α", low=0.0, high=4.0, step=0.1, fmt="%g", group="regularization",
+                            help="Paste a box of another image (area ~ Beta(α, α)); with mixup on too, half the "
+                                 "batches each. Needs the cross-entropy loss.")
+    mix_ramp_epochs: int = setting(0, label="Mixup/CutMix ramp (epochs)", low=0, high=MAX_EPOCHS, step=1,
+                                   group="regularization",
+                                   help="Grow α linearly to its value over the first N epochs (0 = from the start).")
     normalization: str = setting("dataset", searchable=True, label="Normalization", choices=NORMALIZATIONS,
                                  group="regularization",
                                  labels={"dataset": "per-channel (from the data)", "half": "0.5 / 0.5 (the study's)"})
@@ -118,6 +144,9 @@ class TrainConfig:
             raise ConfigError("label_smoothing needs the cross_entropy loss; set it to 0 or use cross_entropy.")
         if self.alternate_flips and "flip" not in self.augment:
             raise ConfigError("alternate_flips needs the flip augmentation; add flip to augment or turn it off.")
+        if self.loss == "nll" and (self.mixup or self.cutmix):
+            raise ConfigError("mixup and cutmix blend the targets, which the nll loss cannot take (it needs one "
+                              "class per image); set mixup and cutmix to 0 or use the cross_entropy loss.")
         if len(set(self.augment)) != len(self.augment):
             raise ConfigError(f"augment: {', '.join(self.augment)} names one augmentation twice; list each once.")
 

@@ -3,12 +3,18 @@ misclassified examples. Used by training (every epoch), the Checkpoints panel an
 
 Inputs are the uint8 images (N x C x H x W) the data module keeps in memory; they are scaled to [0, 1] and
 normalized with the mean/std the model was trained with, one batch at a time on the model's device.
+
+`InferencePolicy` is the one inference rule: the test-time augmentation a run's recipe names (flip, translate),
+float32 (autocast off, on the GPU too) on the device the model is on. Training's evaluation, `evaluate`,
+`predict`, the Checkpoints and Inside-a-net pages and the search's trials all take it from the run's settings
+(`InferencePolicy.of`), so one checkpoint and one image give the same probabilities on every path.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -28,10 +34,60 @@ def model_device(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
+@dataclass(frozen=True)
+class InferencePolicy:
+    """How images become logits on every path: which test-time augmentation (flip: the mean with the mirror;
+    translate N: 1/2 the image + 1/4 each shifted N pixels up-left and down-right), always float32, on the
+    model's device. `InferencePolicy.of(train settings)` is what a run's recipe implies."""
+
+    tta_flip: bool = False
+    tta_translate: int = 0  # pixels; 0 = none
+    precision: ClassVar[str] = "float32"  # inference never runs under autocast, so every path agrees
+
+    @classmethod
+    def of(cls, train: Mapping[str, Any] | Any | None) -> InferencePolicy:
+        """The policy of a run's training settings (a TrainConfig or its dict; None: no TTA)."""
+        if train is None:
+            return cls()
+        get = train.get if isinstance(train, Mapping) else lambda name, default: getattr(train, name, default)
+        return cls(bool(get("tta_flip", False)), int(get("tta_translate", 0) or 0))
+
+    def with_tta(self, on: bool | None) -> InferencePolicy:
+        """None: this policy; False: no TTA at all (what an exported graph does); True: flip on as well."""
+        if on is None:
+            return self
+        return replace(self, tta_flip=True) if on else InferencePolicy()
+
+    @property
+    def views(self) -> int:
+        """Forward passes per image."""
+        return (2 if self.tta_flip else 1) * (3 if self.tta_translate else 1)
+
+    def describe(self, device: torch.device | str | None = None) -> str:
+        """One short line for a caption: 'flip + ±1 px translate TTA (6 views), float32, on cpu'."""
+        parts = ["flip"] * self.tta_flip + [f"±{self.tta_translate} px translate"] * bool(self.tta_translate)
+        tta = f"{' + '.join(parts)} TTA ({self.views} views)" if parts else "no TTA (one view)"
+        where = f", on {torch.device(device).type}" if device is not None else ""
+        return f"{tta}, {self.precision}{where}"
+
+    def logits(self, model: nn.Module, x_uint8: torch.Tensor, mean: list[float], std: list[float],
+               batch_size: int = 1000, device: torch.device | str | None = None) -> torch.Tensor:
+        """Logits (N x classes, float32 on the CPU) under this policy."""
+        return predict_logits(model, x_uint8, mean, std, batch_size, device, self.tta_flip, self.tta_translate)
+
+    def probabilities(self, model: nn.Module, x_uint8: torch.Tensor, mean: list[float], std: list[float],
+                      batch_size: int = 1000, device: torch.device | str | None = None) -> torch.Tensor:
+        return self.logits(model, x_uint8, mean, std, batch_size, device).softmax(dim=1)
+
+
+NO_TTA = InferencePolicy()  # one forward pass per image: what an exported graph does
+
+
 def predict_logits(model: nn.Module, x_uint8: torch.Tensor, mean: list[float], std: list[float],
                    batch_size: int = 1000, device: torch.device | str | None = None,
                    tta_flip: bool = False, tta_translate: int = 0) -> torch.Tensor:
-    """Logits (N x classes, float32 on the CPU) for uint8 images; eval mode, restored afterwards.
+    """Logits (N x classes, float32 on the CPU) for uint8 images; eval mode, restored afterwards; float32 with
+    autocast off whatever the caller set (the InferencePolicy's precision).
 
     Test-time augmentation: with `tta_flip` the logits are the mean of the image's and its horizontal mirror's;
     with `tta_translate` N > 0 they are 1/2 the image's + 1/4 each of the image shifted N pixels up-left and
@@ -44,7 +100,7 @@ def predict_logits(model: nn.Module, x_uint8: torch.Tensor, mean: list[float], s
     model.eval()
     outputs = []
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, enabled=False):
             for chunk in x_uint8.split(batch_size):
                 # (x/255 - mean) / std computed as (x - 255 mean) / (255 std): one subtraction and one division.
                 batch = (chunk.to(device, non_blocking=True).float() - shift) / scale
@@ -85,8 +141,10 @@ def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
 
 def evaluate_model(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, mean: list[float], std: list[float],
                    batch_size: int = 1000, device: torch.device | str | None = None, tta_flip: bool = False,
-                   classes: list[str] | None = None, tta_translate: int = 0) -> dict:
-    """Loss and accuracy of `model` on uint8 images with labels `y`.
+                   classes: list[str] | None = None, tta_translate: int = 0,
+                   policy: InferencePolicy | None = None) -> dict:
+    """Loss and accuracy of `model` on uint8 images with labels `y`, under `policy` (when given, it replaces
+    `tta_flip` and `tta_translate`).
 
     Returns {"loss", "accuracy", "correct", "count", "per_class" {class name (or index) -> accuracy},
     "confusion" (list of lists, row = true), "predictions" (int64 tensor), "confidences" (float tensor:
@@ -96,7 +154,8 @@ def evaluate_model(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, mea
         raise DataError("there are no test images to evaluate on; pick a dataset with a test split.")
     if len(x_uint8) != len(y):
         raise DataError(f"{len(x_uint8)} images but {len(y)} labels; the dataset is inconsistent.")
-    logits = predict_logits(model, x_uint8, mean, std, batch_size, device, tta_flip, tta_translate)
+    policy = policy or InferencePolicy(tta_flip, tta_translate)
+    logits = policy.logits(model, x_uint8, mean, std, batch_size, device)
     labels = y.to("cpu", torch.int64)
     num_classes = logits.shape[1]
     if labels.min() < 0 or labels.max() >= num_classes:
@@ -143,8 +202,9 @@ class Evaluation:
     # True when the data is the very data the checkpoint was trained and tested on.
     same_data_as_training: bool | None = None
     tta_flip: bool = False
-    tta_translate: int = 0  # pixels; always the checkpoint's own recipe
+    tta_translate: int = 0  # pixels
     notes: list[str] = field(default_factory=list)
+    policy: str = ""  # the inference policy that produced these numbers, in words (InferencePolicy.describe)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,7 +254,8 @@ def evaluate_checkpoint(loaded: Any, dataset: Any, batch_size: int = 1000, devic
     """Evaluate a LoadedCheckpoint on a Dataset's test split, with the checkpoint's own normalization.
 
     DataError when the dataset's classes or image shape differ from the checkpoint's (classes in another
-    order are matched by name). `tta_flip` None uses what the checkpoint was trained with.
+    order are matched by name). The checkpoint's inference policy (its recipe's TTA) unless `tta_flip` says
+    otherwise (InferencePolicy.with_tta: False = no TTA at all, True = flip on as well).
     """
     meta = loaded.meta
     classes = list(meta["classes"])
@@ -205,14 +266,12 @@ def evaluate_checkpoint(loaded: Any, dataset: Any, batch_size: int = 1000, devic
     if mapping is not None:
         labels = mapping[labels]
         notes.append("the dataset lists the classes in another order; they were matched by name.")
-    if tta_flip is None:
-        tta_flip = bool((meta.get("train") or {}).get("tta_flip", False))
-    tta_translate = int((meta.get("train") or {}).get("tta_translate", 0))
+    policy = InferencePolicy.of(meta.get("train")).with_tta(tta_flip)
     device = resolve_device(device)
     model = loaded.model.to(device)
     norm = meta["normalization"]
-    result = evaluate_model(model, dataset.test_x, labels, norm["mean"], norm["std"], batch_size, device, tta_flip,
-                            classes, tta_translate)
+    result = evaluate_model(model, dataset.test_x, labels, norm["mean"], norm["std"], batch_size, device,
+                            classes=classes, policy=policy)
     fingerprint = getattr(dataset, "fingerprint", None)
     return Evaluation(
         data=dataset.name, classes=classes, accuracy=result["accuracy"], loss=result["loss"],
@@ -221,8 +280,9 @@ def evaluate_checkpoint(loaded: Any, dataset: Any, batch_size: int = 1000, devic
         misclassified=misclassified_examples(result, labels, classes, misclassified_limit),
         data_fingerprint=fingerprint,
         same_data_as_training=(fingerprint == meta.get("data_fingerprint")) if meta.get("data_fingerprint") else None,
-        tta_flip=tta_flip, tta_translate=tta_translate, notes=notes)
+        tta_flip=policy.tta_flip, tta_translate=policy.tta_translate, notes=notes, policy=policy.describe(device))
 
 
-__all__ = ["evaluate_model", "evaluate_checkpoint", "Evaluation", "predict_logits", "confusion_matrix",
-           "per_class_accuracy", "most_confused_pairs", "misclassified_examples", "default_device", "model_device"]
+__all__ = ["InferencePolicy", "NO_TTA", "evaluate_model", "evaluate_checkpoint", "Evaluation", "predict_logits",
+           "confusion_matrix", "per_class_accuracy", "most_confused_pairs", "misclassified_examples",
+           "default_device", "model_device"]

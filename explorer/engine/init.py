@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from explorer.errors import ConfigError
+
 WHITEN_EPS = 5e-4  # added to the patch covariance's eigenvalues: keeps near-zero directions from exploding
 WHITEN_IMAGES = 5000  # enough patches for a stable 27 x 27 (3x3 RGB) covariance; a fraction of a second
 
@@ -51,6 +53,9 @@ def whitening_filters(images: torch.Tensor, kernel: int, out_channels: int) -> t
 def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> None:
     """Set the first conv's weights to whitening filters of `images` (normalized floats) and freeze them."""
     conv = convs(model)[0]
+    if conv.groups != 1:
+        raise ConfigError("whiten needs a first conv that sees every input channel; this net's first conv is "
+                          "grouped or depthwise. Turn whiten off or use groups 1 on the first block.")
     filters = whitening_filters(images, conv.kernel_size[0], conv.out_channels)
     conv.weight[:len(filters)] = filters.to(conv.weight)  # filters beyond 2 d keep their random init
     conv.weight.requires_grad_(False)

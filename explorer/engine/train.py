@@ -20,6 +20,14 @@ Knobs and why:
   batch, so two runs side by side never ask for more threads than there are cores.
 - `on_epoch_end` gets a Snapshot after every epoch (the runner saves a checkpoint from it, so a killed run
   keeps its last epoch).
+- A stop keeps weights equal to their numbers. Mid-epoch, once this run has finished an epoch, the model,
+  EMA and optimizer go back to the end of that epoch (a copy is kept at every epoch end): the result, its
+  metrics and a resume all describe the last whole epoch, and the partial epoch's batches are dropped. Before
+  this run's first epoch ends there is no whole epoch to go back to: the partial epoch is kept, evaluated at the
+  stop (a "partial_epoch" event), because after a long first epoch (the study's batch 8 takes minutes) users
+  want the weights to look at and resume rather than nothing. A stop before any batch keeps nothing.
+- Evaluation follows the one InferencePolicy (explorer.engine.evaluate): the recipe's TTA, float32 always (no
+  autocast, on the GPU too), so `evaluate` of a checkpoint gives exactly the recorded numbers.
 """
 
 from __future__ import annotations
@@ -33,16 +41,18 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from explorer.arch.config import ArchConfig
 from explorer.arch.cost import model_cost
 from explorer.arch.model import Net, build_model
-from explorer.engine.augment import augment_batch, flip_and_padding, normalization
+from explorer.engine.augment import Augmentation, normalization
 from explorer.engine.config import TrainConfig
 from explorer.engine.dataset import Dataset
 from explorer.engine.device import resolve_device
+from explorer.engine.evaluate import InferencePolicy
 from explorer.engine.evaluate import evaluate_model as _evaluate
 from explorer.engine.init import WHITEN_IMAGES, bn_shifts, convs, dirac_init, freeze_bn_scales, whiten_first_conv
 from explorer.errors import ConfigError, TrainingError
@@ -68,6 +78,9 @@ class TrainResult:
     device: str
     optimizer_state: dict | None = None  # {"optimizer": name, "state_dict": ..., "model": raw weights if EMA}
     events: list[dict] = field(default_factory=list)
+    # Stopped before this run's first epoch ended: {"epoch", "batches", "steps_per_epoch"} of the partial epoch
+    # the model holds (its metrics are `metrics`); None when the model is the last whole epoch's.
+    partial_epoch: dict | None = None
 
 
 @dataclass
@@ -165,6 +178,12 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" or native else None
 
 
+def memory_format_for(arch: ArchConfig, device: torch.device) -> torch.memory_format:
+    """The layout the step runs in. NHWC lets oneDNN (CPU) and cuDNN (GPU) skip layout reorders: 1.3-1.5x faster
+    steps of the plain presets on this CPU (benchmarks/throughput.py --vocabulary measures the new blocks)."""
+    return torch.channels_last
+
+
 def batch_count(n: int, batch_size: int) -> int:
     """Batches per epoch: a last batch of a single image is dropped (BatchNorm cannot train on one sample)."""
     full, rest = divmod(n, batch_size)
@@ -200,8 +219,7 @@ class _Session:
         self.cuda = self.device.type == "cuda"
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
-        # NHWC lets oneDNN (CPU) and cuDNN (GPU) skip layout reorders: 1.3-1.5x faster steps on this CPU.
-        self.memory_format = torch.channels_last
+        self.memory_format = memory_format_for(arch, self.device)
         self.model.to(memory_format=self.memory_format)
         self.random_init_state = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.optimizer = make_optimizer(cfg, self._param_groups(), self.device)
@@ -216,7 +234,9 @@ class _Session:
         self.test_y = dataset.test_y.to(self.device)
         self.order_gen = torch.Generator().manual_seed(cfg.seed)
         self.augment_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.flip, self.pad = flip_and_padding(cfg.augment, cfg.crop_padding)
+        self.augmentation = Augmentation.of(cfg)
+        self.flip, self.pad = self.augmentation.flip, self.augmentation.crop_padding
+        self.mix_rng = np.random.default_rng(cfg.seed + 3)  # mixup/cutmix weights (Beta: numpy draws it seeded)
         self.epoch = 1  # the loop sets it; alternating flips mirror an image on every other epoch
         self.flip_bits = (torch.rand(len(self.train_y), generator=torch.Generator().manual_seed(cfg.seed + 2)) < 0.5
                           ).to(self.device) if cfg.alternate_flips else None
@@ -278,27 +298,33 @@ class _Session:
             group.update(settings)  # the new config's lr, momentum, weight decay win over the saved ones
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss against labels (B longs) or, with mixup/cutmix, soft targets (B x classes, rows sum to 1)."""
         logits = logits.float()
         if self.cfg.loss == "nll":
             return nn.functional.nll_loss(nn.functional.log_softmax(logits, dim=1), y)
         return nn.functional.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The augmented, normalized batch (float, on the device) and its labels."""
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The augmented, normalized batch (float, on the device), its labels and the loss's targets (the labels,
+        or soft targets when mixup/cutmix blend the images)."""
         x = self.train_x.index_select(0, idx)
+        y = self.train_y.index_select(0, idx)
         flips = None if self.flip_bits is None else self.flip_bits.index_select(0, idx) ^ (self.epoch % 2 == 0)
-        x = augment_batch(x, self.flip, self.pad, self.augment_gen, flips)
+        x = self.augmentation.images(x, self.augment_gen, flips)
         x = x.to(torch.float32, memory_format=self.memory_format).sub_(self.shift).div_(self.scale)
-        return x, self.train_y.index_select(0, idx)
+        if not self.augmentation.mixes:
+            return x, y, y
+        x, targets = self.augmentation.mix(x, y, self.dataset.num_classes, self.epoch, self.mix_rng, self.augment_gen)
+        return x.contiguous(memory_format=self.memory_format), y, targets
 
     def step(self, idx: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on the images `idx`; returns (loss, number right) as device tensors (no sync)."""
-        x, y = self.batch(idx)
+        x, y, targets = self.batch(idx)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         with self.autocast():
             logits = self.model(x)
-        loss = self.loss(logits, y)
+        loss = self.loss(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -325,11 +351,10 @@ class _Session:
 
     def evaluate(self, model: nn.Module | None = None) -> dict:
         self.use_threads(self.eval_threads)
-        # CPU evaluation stays fp32, so re-evaluating a checkpoint later gives exactly the recorded numbers.
-        with self.autocast() if self.cuda else nullcontext():
-            result = evaluate_model(model or self.eval_model(), self.test_x, self.test_y, self.mean, self.std,
-                                    self.cfg.test_batch_size, self.device, self.cfg.tta_flip, self.dataset.classes,
-                                    self.cfg.tta_translate)
+        # The one inference policy (float32, the recipe's TTA): re-evaluating the checkpoint gives these numbers.
+        result = _evaluate(model or self.eval_model(), self.test_x, self.test_y, self.mean, self.std,
+                           self.cfg.test_batch_size, self.device, classes=self.dataset.classes,
+                           policy=InferencePolicy.of(self.cfg))
         return {"test_loss": result["loss"], "test_accuracy": result["accuracy"], "per_class": result["per_class"]}
 
     def evaluate_random_init(self) -> dict:
@@ -349,6 +374,24 @@ class _Session:
         if self.ema is not None:  # the checkpoint holds the averaged weights; resuming needs the raw ones too
             state["model"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         return state
+
+    def keep(self) -> dict:
+        """A copy of everything training changes (weights, EMA, optimizer), for `restore` after a stop."""
+        kept = {"model": _cloned(self.model.state_dict()), "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        if self.ema is not None:
+            kept |= {"ema": _cloned(self.ema.model.state_dict()), "ema_updates": self.ema.updates}
+        return kept
+
+    def restore(self, kept: dict) -> None:
+        self.model.load_state_dict(kept["model"])
+        self.optimizer.load_state_dict(kept["optimizer"])
+        if self.ema is not None:
+            self.ema.model.load_state_dict(kept["ema"])
+            self.ema.updates = kept["ema_updates"]
+
+
+def _cloned(state: dict) -> dict:
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 class _Ema:
@@ -422,20 +465,38 @@ class _Loop:
         self.epochs: list[dict] = []
         self.step = 0
         self.train_images, self.train_seconds = 0, 0.0
+        self.kept: dict | None = None  # the state at the end of this run's last whole epoch (Session.keep)
+        self.progress: dict = {}  # the epoch in progress when stopped: batches, images seen, loss sum, right
 
     def run(self) -> TrainResult:
         start = time.perf_counter()
         self._started()
         baseline = self.session.evaluate_random_init()
         self.emit("baseline", **baseline)
-        status = "finished"
+        status, partial = "finished", None
         for epoch in range(self.first_epoch, self.first_epoch + self.cfg.epochs):
             if not self._epoch(epoch):
-                status = "stopped"
+                status, partial = "stopped", self._after_stop(epoch)
                 break
         summary = self._summary(baseline, time.perf_counter() - start)
         self.emit(status, summary=summary)
-        return self._result(status, baseline, summary)
+        return self._result(status, baseline, summary, partial)
+
+    def _after_stop(self, epoch: int) -> dict | None:
+        """Weights equal to their numbers: back to the last whole epoch, or the partial first epoch evaluated
+        ("partial_epoch" event; returned with its metrics), or nothing trained at all (None)."""
+        if self.kept is not None:
+            self.session.restore(self.kept)
+            return None
+        batches = self.progress.get("batches", 0)
+        if not batches:
+            return None
+        seen = self.progress["seen"]
+        metrics = self.session.evaluate()
+        event = self.emit("partial_epoch", epoch=epoch, batches=batches, steps_per_epoch=self.session.steps_per_epoch,
+                          train_loss=float(self.progress["loss_sum"]) / seen,
+                          train_accuracy=int(self.progress["correct"]) / seen, **metrics)
+        return {k: v for k, v in event.items() if k not in ("type", "time")}
 
     def _started(self) -> None:
         s = self.session
@@ -464,6 +525,7 @@ class _Loop:
         lr = cfg.lr
         for b in range(s.steps_per_epoch):
             if self.stop.is_set():
+                self.progress = {"batches": b, "seen": seen, "loss_sum": loss_sum, "correct": correct}
                 return False
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             lr = lr_at(cfg, self.step, self.total_steps, s.steps_per_epoch)
@@ -495,6 +557,7 @@ class _Loop:
                           **metrics, seconds=seconds, train_seconds=train_seconds, eval_seconds=seconds - train_seconds,
                           images_per_second=seen / train_seconds, lr=lr)
         self.epochs.append(event)
+        self.kept = s.keep()
         if self.on_epoch_end is not None:
             self.on_epoch_end(Snapshot(model=s.eval_model(), optimizer_state=s.optimizer_state(),
                                        epochs_done=epoch, normalization={"mean": s.mean, "std": s.std},
@@ -520,16 +583,18 @@ class _Loop:
                 "images_per_second": self.train_images / self.train_seconds if self.train_seconds else None,
                 "baseline_test_accuracy": baseline["test_accuracy"]}
 
-    def _result(self, status: str, baseline: dict, summary: dict) -> TrainResult:
+    def _result(self, status: str, baseline: dict, summary: dict, partial: dict | None = None) -> TrainResult:
         s = self.session
-        last = self.epochs[-1] if self.epochs else {}
+        last = partial or (self.epochs[-1] if self.epochs else {})
         metrics = {k: last.get(k, baseline.get(k)) for k in ("test_loss", "test_accuracy", "per_class")}
         metrics |= {"train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy")}
         model = s.eval_model().to(memory_format=torch.contiguous_format).eval()
         return TrainResult(model=model, status=status, metrics=metrics, epochs=list(self.epochs), baseline=baseline,
                            summary=summary, images_per_second=summary["images_per_second"] or 0.0,
                            epochs_done=summary["epochs_done"], normalization={"mean": s.mean, "std": s.std},
-                           device=str(s.device), optimizer_state=s.optimizer_state(), events=self.emit.events)
+                           device=str(s.device), optimizer_state=s.optimizer_state(), events=self.emit.events,
+                           partial_epoch={k: partial[k] for k in ("epoch", "batches", "steps_per_epoch")}
+                           if partial else None)
 
 
 # ---------------------------------------------------------------- the estimate shown before training

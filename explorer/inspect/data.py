@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explorer.engine.augment import augment_batch, flip_and_padding, normalization
+from explorer.engine.augment import Augmentation, normalization
 from explorer.engine.config import TrainConfig
 from explorer.engine.dataset import Dataset
 
@@ -131,9 +131,9 @@ def sample_grid(dataset: Dataset, per_class: int = 8, split: str = "train", labe
     return np.concatenate([names, grid[:names.shape[0]]], axis=1)
 
 
-def trainer_augmentation(cfg: TrainConfig) -> tuple[bool, int]:
-    """(flip, crop padding) as the trainer reads them from `cfg` (the engine's one rule)."""
-    return flip_and_padding(cfg.augment, cfg.crop_padding)
+def trainer_augmentation(cfg: TrainConfig) -> Augmentation:
+    """What the trainer does to a batch under `cfg` (the engine's one rule)."""
+    return Augmentation.of(cfg)
 
 
 def preview_indices(labels: torch.Tensor, num_classes: int, n: int) -> list[int]:
@@ -148,11 +148,22 @@ def preview_indices(labels: torch.Tensor, num_classes: int, n: int) -> list[int]
 def augmentation_preview(dataset: Dataset, train_cfg: TrainConfig, seed: int, n: int = 16
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """(original, augmented) uint8 n x C x H x W: the same training images before and after the trainer's
-    per-batch augmentation, drawn from a CPU generator seeded with `seed`."""
-    original = dataset.train_x[preview_indices(dataset.train_y, dataset.num_classes, n)]
-    flip, padding = trainer_augmentation(train_cfg)
+    per-batch augmentation, drawn from a CPU generator seeded with `seed` (mixup/cutmix weights from a numpy
+    generator seeded with seed + 2: the trainer's, when `seed` is the trainer's augmentation seed). Mixup and
+    cutmix are shown at their full alpha, as after their ramp."""
+    idx = preview_indices(dataset.train_y, dataset.num_classes, n)
+    original = dataset.train_x[idx]
+    augmentation = trainer_augmentation(train_cfg)
     generator = torch.Generator().manual_seed(seed)
-    return original, augment_batch(original, flip, padding, generator)
+    augmented = augmentation.images(original, generator)
+    if augmentation.mixes:
+        # Mixing pixels equals mixing the normalized images (an affine map; the weights sum to 1).
+        epoch = max(1, augmentation.mix_ramp_epochs)
+        augmented, _ = augmentation.mix(augmented.float(), dataset.train_y[idx], dataset.num_classes, epoch,
+                                        np.random.default_rng(seed + 2), generator)
+    if augmented.dtype != torch.uint8:
+        augmented = augmented.round().clamp(0, 255).to(torch.uint8)
+    return original, augmented
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from explorer.atomic import atomic_write_bytes
 from explorer.engine.config import TrainConfig
 from explorer.engine.data import load_dataset
 from explorer.engine.dataset import Dataset
-from explorer.engine.evaluate import predict_logits
+from explorer.engine.evaluate import NO_TTA, InferencePolicy
 from explorer.errors import ExplorerError
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, library_versions
 from explorer.store.process import LOGS_DIR
@@ -287,8 +287,9 @@ def _first_line(err: BaseException) -> str:
 
 def _check(loaded: LoadedCheckpoint, images: CheckImages, run: Callable[[torch.Tensor], torch.Tensor]
            ) -> ExportCheck:
-    """Compare the exported model with explorer's own inference (predict_logits) on the same images."""
-    reference = predict_logits(loaded.model, images.pixels, loaded.mean, loaded.std, device="cpu")
+    """Compare the exported model with explorer's own inference on the same images, under the policy the graph
+    implements: one view, no TTA, float32."""
+    reference = NO_TTA.logits(loaded.model, images.pixels, loaded.mean, loaded.std, device="cpu")
     pixels = images.pixels.float() / 255.0
     try:
         exported = run(pixels).detach().float()
@@ -354,6 +355,7 @@ def architecture_line(arch: dict) -> str:
         details += [f"stride {block['stride']}"] if block["stride"] != 1 else []
         details += [f"{block['pool']}-pool"] if block["pool"] != "none" else []
         details += ["residual"] if block["residual"] else []
+        details += _new_block_details(block)
         blocks.append(f"{block['out_channels']} ({', '.join(details)})")
     parts = ["conv " + " → ".join(blocks), f"head {arch['head']}",
              f"fc {', '.join(map(str, arch['fc']))}" if arch["fc"] else "no hidden fc", arch["activation"]]
@@ -362,6 +364,19 @@ def architecture_line(arch: dict) -> str:
     if arch["dropout"]:
         parts.append(f"dropout {arch['dropout']:.3g}" + (" (conv too)" if arch["dropout_conv"] else ""))
     return " · ".join(parts)
+
+
+def _new_block_details(block: dict) -> list[str]:
+    """The block-vocabulary fields that differ from a plain block (records from before them lack the keys)."""
+    details = [block["block"]] if block.get("block", "plain") != "plain" else []
+    groups = block.get("groups", 1)
+    details += ["depthwise"] if groups == 0 else [f"{groups} groups"] if groups > 1 else []
+    details += [f"dilation {block['dilation']}"] if block.get("dilation", 1) > 1 else []
+    if block.get("block", "plain") in ("bottleneck", "inverted", "convnext"):
+        details.append(f"expand {block['expand']}")
+    details += [f"SE {block['se']:g}"] if block.get("se", 0) else []
+    details += [f"{block['norm']} norm"] if block.get("norm", "auto") != "auto" else []
+    return details
 
 
 def model_card(loaded: LoadedCheckpoint, fmt: str, check: ExportCheck, file_name: str, record: dict | None = None,
@@ -449,7 +464,7 @@ def _accuracy(meta: dict, record: dict) -> list[str]:
         else summary.get("best_test_accuracy")
     epochs = facts["epochs_done"] if facts["epochs_done"] is not None else summary.get("epochs_done")
     lines = ["## Accuracy", "", f"Test split of `{meta.get('data') or 'unknown data'}`, as recorded in training "
-             "(these weights are the final ones).", "",
+             f"for these very weights ({_weights_kind(meta)}).", "", *_graph_policy(meta), "",
              f"- Final test accuracy: **{_pct(final)}**", f"- Best test accuracy: {_pct(best)}",
              f"- Epochs trained: {epochs if epochs is not None else 'not recorded'}"]
     per_class = (meta.get("metrics") or {}).get("per_class") if isinstance(meta.get("metrics"), dict) else None
@@ -459,6 +474,24 @@ def _accuracy(meta: dict, record: dict) -> list[str]:
     else:
         lines += ["- Per-class accuracy: not recorded in the checkpoint."]
     return lines
+
+
+def _weights_kind(meta: dict) -> str:
+    partial = meta.get("partial_epoch")
+    if isinstance(partial, dict):
+        return (f"a partial epoch: stopped after {partial.get('batches')} of {partial.get('steps_per_epoch')} "
+                f"batches of epoch {partial.get('epoch')}, evaluated at the stop")
+    return "the last whole epoch; a stopped run keeps the last epoch it finished"
+
+
+def _graph_policy(meta: dict) -> list[str]:
+    """What the recorded numbers used against what the graph does (one view, float32, no TTA)."""
+    policy = InferencePolicy.of(meta.get("train"))
+    if policy == NO_TTA:
+        return [f"Measured with {policy.describe()}: exactly what the exported graph does."]
+    return [f"Measured with {policy.describe()}. The exported graph does one view per image (no TTA), so its "
+            "accuracy differs from the recorded one (usually a little lower): `python -m explorer evaluate "
+            "<checkpoint> --no-tta` measures it."]
 
 
 def _training(meta: dict) -> list[str]:

@@ -2,7 +2,9 @@
 Grad-CAM / gradient saliency heat maps for one image.
 
 Every function takes the uint8 C×H×W image and the net's own normalization (mean/std from its checkpoint), runs on
-the model's device, and leaves the model as it found it (train/eval mode). Activations are collected with forward
+the model's device, and leaves the model as it found it (train/eval mode). Predictions follow the checkpoint's
+InferencePolicy (its recipe's TTA, float32: the numbers `evaluate` and `predict` give); Grad-CAM and the feature
+maps explain one forward pass of the image itself. Activations are collected with forward
 hooks on the conv blocks (`model.features`); each call registers its hooks, runs one forward pass under a lock and
 removes them, so two app sessions sharing one cached model never see each other's activations.
 """
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explorer.engine.evaluate import model_device, predict_logits
+from explorer.engine.evaluate import NO_TTA, InferencePolicy, model_device
 from explorer.errors import DataError
 
 _FORWARD_LOCK = threading.Lock()  # hooks live on the (shared, cached) module: one hooked pass at a time
@@ -93,16 +95,17 @@ def _check_input(model: nn.Module, pixels: torch.Tensor) -> None:
                         f"{'×'.join(map(str, want))}; convert it first (explorer.inspect.images.load_image).")
 
 
-def probabilities(model: nn.Module, pixels: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
-    """Softmax over the classes (float32, CPU) for one image."""
+def probabilities(model: nn.Module, pixels: torch.Tensor, mean: list[float], std: list[float],
+                  policy: InferencePolicy = NO_TTA) -> torch.Tensor:
+    """Softmax over the classes (float32, CPU) for one image, under `policy` (a checkpoint's: `loaded.policy`)."""
     _check_input(model, pixels)
-    return predict_logits(model, pixels.unsqueeze(0), mean, std).softmax(dim=1)[0]
+    return policy.probabilities(model, pixels.unsqueeze(0), mean, std)[0]
 
 
-def top_k(model: nn.Module, pixels: torch.Tensor, mean: list[float], std: list[float], k: int = 5
-          ) -> list[Prediction]:
+def top_k(model: nn.Module, pixels: torch.Tensor, mean: list[float], std: list[float], k: int = 5,
+          policy: InferencePolicy = NO_TTA) -> list[Prediction]:
     """The k most probable classes, most probable first."""
-    probs = probabilities(model, pixels, mean, std)
+    probs = probabilities(model, pixels, mean, std, policy)
     values, indices = probs.topk(min(k, len(probs)))
     return [Prediction(int(i), float(v)) for v, i in zip(values, indices)]
 

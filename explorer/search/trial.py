@@ -260,11 +260,11 @@ class Objective:
 
     @staticmethod
     def _test_accuracy(snapshot, full: Dataset, cfg) -> float:
-        from explorer.engine.evaluate import evaluate_model
+        from explorer.engine.evaluate import InferencePolicy, evaluate_model
 
         norm = snapshot.normalization
         result = evaluate_model(snapshot.model, full.test_x, full.test_y, norm["mean"], norm["std"],
-                                cfg.test_batch_size, None, cfg.tta_flip, tta_translate=cfg.tta_translate)
+                                cfg.test_batch_size, policy=InferencePolicy.of(cfg))  # the run's one policy
         return result["accuracy"]
 
 

@@ -37,6 +37,7 @@ from explorer.arch.cost import MAX_BUILD_PARAMS, build_refusal, model_cost
 from explorer.arch.model import Net, build_model
 from explorer.atomic import atomic_write
 from explorer.engine.config import TrainConfig
+from explorer.engine.evaluate import InferencePolicy
 from explorer.errors import CheckpointError, ConfigError
 from explorer.files import open_regular, read_regular
 
@@ -89,6 +90,11 @@ class LoadedCheckpoint:
     @property
     def std(self) -> list[float]:
         return list(self.meta["normalization"]["std"])
+
+    @property
+    def policy(self) -> InferencePolicy:
+        """How this checkpoint's numbers were made (its recipe's TTA, float32): every inference path uses it."""
+        return InferencePolicy.of(self.meta.get("train"))
 
 
 # ----------------------------------------------------------------------------------------------- paths
@@ -502,7 +508,8 @@ def checkpoint_summary(meta: dict) -> dict:
     return {"params": cost.params, "flops": cost.flops, "input_shape": list(meta["input_shape"]),
             "classes": list(meta["classes"]), "data": meta.get("data"), "created": meta.get("created"),
             "final_test_accuracy": first("final_test_accuracy", metrics.get("test_accuracy")),
-            "best_test_accuracy": first("best_test_accuracy"), "epochs_done": first("epochs_done")}
+            "best_test_accuracy": first("best_test_accuracy"), "epochs_done": first("epochs_done"),
+            "partial_epoch": meta.get("partial_epoch")}
 
 
 __all__ = ["FORMAT_VERSION", "WEIGHTS_NAME", "LoadedCheckpoint", "save_checkpoint", "load_checkpoint", "read_meta",

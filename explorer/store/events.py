@@ -29,7 +29,8 @@ STATUSES: dict[str, str] = {
     "queued": "waiting for a training slot (EXPLORER_MAX_RUNS runs train at once)",
     "running": "loading its data or training",
     "finished": "trained every epoch; its checkpoint is the final weights",
-    "stopped": "stopped on request; its checkpoint holds the weights when it stopped",
+    "stopped": "stopped on request; its checkpoint holds the last whole epoch's weights (a partial first epoch, "
+               "evaluated at the stop, when it stopped before one ended)",
     "failed": "ended with an error (the record says why)",
     "interrupted": "its process ended without a word (killed, crash, machine restart); the last epoch's "
                    "checkpoint is kept and the run can be resumed",
@@ -156,6 +157,22 @@ class Epoch(Event):
 
 
 @dataclass(kw_only=True)
+class PartialEpoch(Event):
+    """Stopped before the run's first epoch ended: the weights after `batches` of `steps_per_epoch` batches of
+    `epoch`, evaluated at the stop (what the run's "partial epoch" checkpoint holds)."""
+
+    type: ClassVar[str] = "partial_epoch"
+    epoch: int
+    batches: int
+    steps_per_epoch: int | None = None
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    per_class: dict = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
 class Checkpoint(Event):
     """Weights (and optimizer state) saved atomically after `epochs_done` epochs."""
 
@@ -183,7 +200,7 @@ class Failed(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in (
-    Queued, Loading, Started, Baseline, Batch, Epoch, Checkpoint, Finished, Stopped, Failed)}
+    Queued, Loading, Started, Baseline, Batch, Epoch, PartialEpoch, Checkpoint, Finished, Stopped, Failed)}
 
 
 def parse_event(data: Any) -> Event:
@@ -303,6 +320,7 @@ class History:
     baseline: Baseline | None = None
     checkpoint: str | None = None
     checkpoint_epochs: int | None = None
+    partial_epoch: PartialEpoch | None = None  # stopped in the first epoch: the partial epoch kept
     problems: list[str] = field(default_factory=list)
 
     # -- applying events
@@ -342,6 +360,9 @@ class History:
         del self.epoch_events[keep:], self.epoch_end_steps[keep:]
         self.epoch_events.append(event)
         self.epoch_end_steps.append(self.step)
+
+    def _on_partial_epoch(self, event: PartialEpoch) -> None:
+        self.partial_epoch = event
 
     def _on_checkpoint(self, event: Checkpoint) -> None:
         self.checkpoint, self.checkpoint_epochs = event.path, event.epochs_done
@@ -457,9 +478,10 @@ class History:
                 for e in self.epoch_events]
 
     def latest_metrics(self) -> dict[str, Any]:
-        """The last evaluation (the last epoch's, else the random-init baseline's)."""
-        if self.epoch_events:
-            last = self.epoch_events[-1]
+        """The last evaluation of the weights kept: the last epoch's, else a partial first epoch's (a stop), else
+        the random-init baseline's."""
+        if self.epoch_events or self.partial_epoch:
+            last = self.epoch_events[-1] if self.epoch_events else self.partial_epoch
             return {"test_loss": last.test_loss, "test_accuracy": last.test_accuracy, "per_class": last.per_class,
                     "train_loss": last.train_loss, "train_accuracy": last.train_accuracy}
         if self.baseline:
@@ -484,5 +506,6 @@ def fold(events: Iterable[Event | dict], history: History | None = None) -> Hist
 
 
 __all__ = ["STATUSES", "ACTIVE_STATUSES", "ENDED_STATUSES", "RecordError", "Event", "Queued", "Loading",
-           "Started", "Baseline", "Batch", "Epoch", "Checkpoint", "Finished", "Stopped", "Failed", "EVENT_TYPES",
+           "Started", "Baseline", "Batch", "Epoch", "PartialEpoch", "Checkpoint", "Finished", "Stopped", "Failed",
+           "EVENT_TYPES",
            "parse_event", "parse_line", "EventReader", "EventWriter", "History", "fold"]

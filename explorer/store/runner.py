@@ -5,10 +5,12 @@ owner stamp: pid, process start time, host) and appends to events.jsonl; everyon
 starts a run as `python -m explorer train ... --run-id ID` in a new session (start_new_session), so the run
 outlives the app server, and anyone can re-attach by reading the folder.
 
-- Stop: SIGTERM or SIGINT set a flag the training loop checks before every batch; the run saves a checkpoint
-  and ends "stopped". A checkpoint is also saved (atomically) after every epoch, so SIGKILL loses at most the
-  epoch in progress; such a record stays "running" on disk and reads as "interrupted" (store.runs) once its
-  owner is gone, with Resume offered.
+- Stop: SIGTERM or SIGINT set a flag the training loop checks before every batch; the run ends "stopped" and
+  its checkpoint is the last whole epoch's, equal to the recorded metrics (the loop drops the partial epoch);
+  stopped before its first epoch ended, it saves the partial epoch, evaluated at the stop, marked
+  `checkpoint_kind: "partial epoch"` in the record. A checkpoint is also saved (atomically) after every epoch,
+  so SIGKILL loses at most the epoch in progress; such a record stays "running" on disk and reads as
+  "interrupted" (store.runs) once its owner is gone, with Resume offered.
 - Queue: at most EXPLORER_MAX_RUNS runs train at once across every process that uses the runs folder. A slot
   is an exclusive flock on `<runs_dir>/.slots/N.lock`; the kernel releases it when the process ends, even on
   SIGKILL, so a crashed run never holds a slot. A run waiting for one is "queued" and still honours stop.
@@ -184,7 +186,7 @@ def resume_state(run_id: str, runs_dir: Path) -> dict:
     record = read_run(run_id, runs_dir)
     if not record.get("checkpoint"):
         raise RunError(f"run {run_id} has no checkpoint to resume from (it ended {record.get('status')} "
-                       f"before finishing an epoch); start it again instead.")
+                       f"before keeping any weights); start it again instead.")
     loaded = load_checkpoint(run_dir(run_id, runs_dir) / record["checkpoint"])
     optimizer_state = loaded.optimizer_state or {}
     weights = optimizer_state.get("model") or loaded.model.state_dict()
@@ -285,8 +287,8 @@ class RunProcess:
                 "arch": spec.arch.to_dict(), "train": spec.train.to_dict(), "data": canonical_source(spec.data),
                 "data_fingerprint": None, "input_shape": None, "num_classes": None, "classes": None,
                 "params": params, "flops": flops, "device": None, "error": None, "summary": self.history.summary,
-                "checkpoint": None, "resumed_from": spec.resume_from, "owner": this_process(),
-                "command": self.command or self._canonical_command()}
+                "checkpoint": None, "checkpoint_kind": None, "partial_epoch": None, "resumed_from": spec.resume_from,
+                "owner": this_process(), "command": self.command or self._canonical_command()}
 
     def _canonical_command(self) -> list[str] | None:
         """The command that reproduces this run (as the Train page shows it), kept in the record."""
@@ -332,10 +334,12 @@ class RunProcess:
         result = train(self.spec.arch, self.spec.train, dataset, self._on_engine_event, stop=self.stop,
                        init_state=init_state, thread_budget=thread_budget(self.slots),
                        on_epoch_end=self._save_epoch)
-        checkpoint = self.record.get("checkpoint")
-        if result.status == "stopped" and result.epochs_done:
-            # Stopped mid-epoch: keep the weights as they are now (epochs_done counts whole epochs only).
-            checkpoint = self._save(result.model, result.optimizer_state, result.epochs_done, result.metrics)
+        checkpoint = self.record.get("checkpoint")  # a stop after an epoch: that epoch's, equal to its metrics
+        if result.partial_epoch:
+            # Stopped in this run's first epoch: the partial epoch's weights, evaluated at the stop.
+            partial = result.partial_epoch | {k: result.metrics.get(k) for k in ("test_accuracy", "test_loss")}
+            checkpoint = self._save(result.model, result.optimizer_state, result.epochs_done, result.metrics,
+                                    partial=partial)
         end = self._held_end or (Finished if result.status == "finished" else Stopped)(time=time.time())
         end.time, end.summary = time.time(), self.history.summary
         self._end(end, checkpoint)
@@ -360,7 +364,9 @@ class RunProcess:
                    snapshot.normalization)
 
     def _save(self, model, optimizer_state: dict | None, epochs_done: int, metrics: dict,
-              normalization: dict | None = None) -> str:
+              normalization: dict | None = None, partial: dict | None = None) -> str:
+        """Save a checkpoint: the weights after `epochs_done` whole epochs, or (`partial`) after some batches of
+        the next one; `metrics` are those weights' own evaluation."""
         from explorer.store.checkpoint import save_checkpoint
 
         dataset, history = self.dataset, self.history
@@ -368,10 +374,13 @@ class RunProcess:
                 "normalization": normalization or self._normalization(),
                 "metrics": json_safe(metrics | {"summary": history.summary}), "data_fingerprint": dataset.fingerprint,
                 "run_id": self.run_id, "epochs_done": epochs_done, "resumed_from": self.spec.resume_from}
+        if partial:
+            meta["partial_epoch"] = json_safe(partial)
         path = save_checkpoint(self.dir, model, meta, optimizer_state)
         self.emit(Checkpoint(time=time.time(), path=path.name, epochs_done=epochs_done))
         self.writer.sync()
-        self._update(checkpoint=path.name, summary=history.summary)
+        self._update(checkpoint=path.name, summary=history.summary, partial_epoch=partial,
+                     checkpoint_kind="partial epoch" if partial else "epoch")
         return path.name
 
     def _normalization(self) -> dict:

@@ -29,7 +29,7 @@ from explorer.store.events import ACTIVE_STATUSES, STATUSES, Event, EventReader,
 from explorer.store.process import logs_dir
 from explorer.store.settings import RUNS_DIR_ENV, default_runs_dir
 
-RECORD_VERSION = 1  # the run-record format this code writes and reads (docs/run-record.md)
+RECORD_VERSION = 2  # the run-record format this code writes and reads (docs/run-record.md)
 RECORD_NAME = "run.json"
 EVENTS_NAME = "events.jsonl"
 MAX_NAME_LENGTH = 80
@@ -157,7 +157,8 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "preset": (str,), "recipe": (str,), "arch": (dict,), "train": (dict,), "data": (str,),
     "data_fingerprint": (str,), "data_notes": (list,), "input_shape": (list,), "num_classes": (int,),
     "classes": (list,), "params": _NUMBER, "flops": _NUMBER, "device": (str,), "threads": (int,),
-    "summary": (dict,), "checkpoint": (str,), "error": (str,), "resumed_from": (str,), "owner": (dict,),
+    "summary": (dict,), "checkpoint": (str,), "checkpoint_kind": (str,), "partial_epoch": (dict,),
+    "error": (str,), "resumed_from": (str,), "owner": (dict,),
     "command": (list,),
 }
 

@@ -26,7 +26,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from explorer.arch.cost import ModelCost
+from explorer.arch.cost import LayerCost, ModelCost
 from explorer.ui.charts import BASELINE_COLOR, TEST_COLOR, TRAIN_COLOR
 
 # A cost row of one of these kinds starts a block; the rows after it (BatchNorm, activation, Add) join it.
@@ -57,6 +57,7 @@ class DiagramBlock:
     params: int = 0
     rows: tuple[str, ...] = ()  # the cost table's layer kinds folded into it, e.g. Conv2d, BatchNorm2d, GELU
     residual: bool = False
+    projection: bool = False  # the skip goes through a 1x1 conv (widths or strides differ)
 
     @property
     def shape_label(self) -> str:
@@ -73,14 +74,22 @@ def diagram_blocks(cost: ModelCost) -> list[DiagramBlock]:
     blocks = [DiagramBlock("input", "input", tuple(cost.input_shape))]
     for layer in cost.layers:
         kind = BLOCK_KINDS.get(layer.kind)
-        if kind:
+        # A block's inner convs (conv2.conv2, conv2.se.reduce, conv2.proj ...) join it: one box per block.
+        if kind and not (kind == "conv" and "." in layer.name):
             kind = "output" if layer.name == "output" else kind
             blocks.append(DiagramBlock(layer.name, kind, tuple(layer.out_shape), layer.params, (layer.kind,)))
             continue
-        last = blocks[-1]  # BatchNorm, activation or Add after it: same shape, joins the block
-        blocks[-1] = DiagramBlock(last.name, last.kind, last.shape, last.params + layer.params,
-                                  last.rows + (layer.kind,), last.residual or layer.kind == "Add")
+        last = blocks[-1]  # BatchNorm, activation, inner conv or Add after it: joins the block
+        blocks[-1] = DiagramBlock(last.name, last.kind, _block_shape(last, layer), last.params + layer.params,
+                                  last.rows + (layer.kind,), last.residual or layer.kind == "Add",
+                                  last.projection or layer.name.endswith(".proj"))
     return blocks
+
+
+def _block_shape(block: DiagramBlock, layer: LayerCost) -> tuple[int, ...]:
+    """A block's box shows its output: the shape of its last row on the main path (not the squeeze's 1x1)."""
+    inner = ".se." in layer.name or layer.name.endswith((".proj", ".proj_norm", ".se"))
+    return block.shape if inner or len(layer.out_shape) != 3 else tuple(layer.out_shape)
 
 
 @dataclass(frozen=True)
@@ -164,11 +173,14 @@ def _skip_svg(block: DiagramBlock, box: _Box, before: _Box, mid: float, color: s
     x1, x2 = (before.right + box.left) / 2, box.right + GAP / 2
     peak = mid - box.face_h / 2 - box.depth - 12  # clears the box's top face
     ctrl = (peak - 0.25 * mid) / 0.75  # a cubic with both controls at `ctrl` peaks 3/4 of the way up
-    return (f'<g class="skip" data-name="{html.escape(block.name)}"><title>residual: the input of {block.name} is '
-            f'added to its output</title><path d="M{_num(x1)},{_num(mid)} C{_num(x1)},{_num(ctrl)} {_num(x2)},'
-            f'{_num(ctrl)} {_num(x2)},{_num(mid)}" fill="none" stroke="{color}" stroke-width="1.5" '
-            f'stroke-dasharray="4 2"/><circle cx="{_num(x2)}" cy="{_num(mid)}" r="4" fill="none" '
-            f'stroke="{color}"/></g>')
+    through = " through a 1×1 projection" if block.projection else ""
+    dashes = "1 2" if block.projection else "4 2"  # dotted: the skip is a conv, not the identity
+    projection = str(block.projection).lower()
+    return (f'<g class="skip" data-name="{html.escape(block.name)}" data-projection="{projection}"><title>residual: '
+            f'the input of {block.name} is added{through} to its output</title><path d="M{_num(x1)},{_num(mid)} '
+            f'C{_num(x1)},{_num(ctrl)} {_num(x2)},{_num(ctrl)} {_num(x2)},{_num(mid)}" fill="none" stroke="{color}" '
+            f'stroke-width="1.5" stroke-dasharray="{dashes}"/><circle cx="{_num(x2)}" cy="{_num(mid)}" r="4" '
+            f'fill="none" stroke="{color}"/></g>')
 
 
 def diagram_svg(cost: ModelCost, text_color: str = LIGHT_TEXT) -> str:

@@ -122,6 +122,11 @@ def _describe(loaded: LoadedCheckpoint) -> None:
     st.caption(f"Input {shape} · {len(facts['classes'])} classes ({', '.join(facts['classes'][:10])}"
                f"{'…' if len(facts['classes']) > 10 else ''}) · trained on `{facts['data'] or '?'}` · "
                f"saved {facts['created'] or '?'}")
+    partial = facts.get("partial_epoch")
+    if isinstance(partial, dict):
+        st.info(f"A partial epoch: the run was stopped after {partial.get('batches')} of "
+                f"{partial.get('steps_per_epoch')} batches of epoch {partial.get('epoch')}; its accuracy was "
+                "evaluated at the stop. Resuming trains that epoch again from these weights.")
     for warning in loaded.warnings:
         st.warning(warning)
     with st.expander("Architecture, training config and library versions"):
@@ -154,12 +159,20 @@ def _chosen_source(loaded: LoadedCheckpoint) -> str | None:
     left, right = st.columns([3, 1])
     choice = left.selectbox("Evaluate on", options, key=DATA,
                             help="The test split of this dataset; classes and image size must match the checkpoint.")
-    right.checkbox("Flip TTA", key=TTA, value=bool((loaded.meta.get("train") or {}).get("tta_flip", False)),
-                   help="Average each image's prediction with its mirror's.")
+    own = loaded.policy
+    right.checkbox("Test-time augmentation", key=TTA, value=own.views > 1,
+                   help=f"On: the checkpoint's own inference policy ({own.describe()}; with flip added when it "
+                        "had none), which gave the recorded numbers. Off: one view per image, what an exported "
+                        "model does.")
     if choice == OTHER_SOURCE:
         text = st.text_input("Data source", key=DATA_OTHER, placeholder="folder:/path/to/images or cifar10:DIR")
         return text.strip() or None
     return choice
+
+
+def _tta_choice(loaded: LoadedCheckpoint, tta: bool) -> bool | None:
+    """The checkbox as evaluate_checkpoint's `tta_flip`: None keeps the checkpoint's own policy."""
+    return None if tta == (loaded.policy.views > 1) else tta
 
 
 def _run_evaluation(loaded: LoadedCheckpoint, source: str, tta: bool) -> dict:
@@ -169,7 +182,8 @@ def _run_evaluation(loaded: LoadedCheckpoint, source: str, tta: bool) -> dict:
     # Every source is checked, the one named in an uploaded checkpoint's metadata too.
     settings.check_app_source(source)
     dataset = load_dataset(source, settings.default_data_dir())
-    evaluation = evaluate_checkpoint(loaded, dataset, tta_flip=tta, misclassified_limit=GALLERY_SIZE)
+    evaluation = evaluate_checkpoint(loaded, dataset, tta_flip=_tta_choice(loaded, tta),
+                                     misclassified_limit=GALLERY_SIZE)
     # Keep the few misclassified images themselves (H x W x C uint8) so the gallery needs no dataset later.
     images = [dataset.test_x[m["index"]].permute(1, 2, 0).numpy().copy() for m in evaluation.misclassified]
     return {"evaluation": evaluation, "images": images}
@@ -200,6 +214,7 @@ def _show_evaluation(result: dict) -> None:
     cols[2].metric("Test images", f"{evaluation.count:,}")
     same = {True: "yes", False: "no", None: "unknown"}[evaluation.same_data_as_training]
     cols[3].metric("Same data as training", same)
+    st.caption(f"Inference policy: {evaluation.policy} (the same on Inside a net, `evaluate` and `predict`).")
     for note in evaluation.notes:
         st.caption(note)
     left, right = st.columns(2)
@@ -301,44 +316,29 @@ def _resume_section(loaded: LoadedCheckpoint) -> None:
     run_id = loaded.path.parent.name if loaded.path and (loaded.path.parent / RECORD_NAME).is_file() else None
     if run_id is None:
         return
-    st.subheader("Resume training")
     record = next((r for r in list_runs(settings.default_runs_dir(), check_events=False) if r["id"] == run_id), {})
+    if not record.get("arch"):
+        return  # unreadable record: nothing to resume from
+    st.subheader("Resume training")
     if record.get("status") == "interrupted":
         st.warning(record.get("message") or "This run was interrupted.")
     left, right = st.columns([1, 2])
     epochs = left.number_input("More epochs", 1, 1000, value=2, step=1, key=RESUME_EPOCHS)
     right.write("")
     if right.button(f"Resume training for {epochs} more epochs", key="ckpt.resume"):
-        st.session_state[RESUME_MESSAGE] = _start_resume(loaded, run_id, int(epochs))
+        st.session_state[RESUME_MESSAGE] = _start_resume(record, int(epochs))
     message = st.session_state.get(RESUME_MESSAGE)
     if message:
         (st.error if message.startswith("Cannot") else st.success)(message)
 
 
-def _start_resume(loaded: LoadedCheckpoint, run_id: str, epochs: int) -> str:
-    """Start a new run that continues `run_id` (its weights and optimizer state) for `epochs` epochs."""
-    from explorer.engine.config import TrainConfig
-    from explorer.store.runner import RunSpec
-    from explorer.ui import resources
+def _start_resume(record: dict, epochs: int) -> str:
+    """Start a new run that continues the record's run (its weights and optimizer state) for `epochs` epochs:
+    the Train page's resume, watched there as if it had been started there."""
+    from explorer.ui import resources, stop_resume
 
-    train = TrainConfig.from_dict(loaded.meta.get("train") or {}).replace(epochs=epochs)
-    spec = RunSpec(loaded.arch, train, loaded.meta.get("data") or "synthetic",
-                   name=f"{_run_name(loaded, run_id)} +{epochs}", resume_from=run_id)
-    try:
-        with st.spinner("Starting the run process…"):
-            new_id = resources.current_runner().start(spec)
-    except ExplorerError as err:
-        return f"Cannot resume: {err}"
-    resources.attach(new_id)  # watch it on the Train page, as if it had been started there
-    return f"Started run {new_id}: open the Train page to follow it; in Runs its curves continue those of {run_id}."
-
-
-def _run_name(loaded: LoadedCheckpoint, run_id: str) -> str:
-    try:
-        record = json.loads((loaded.path.parent / RECORD_NAME).read_text())
-    except (OSError, ValueError):
-        return run_id
-    return str(record.get("name") or record.get("preset") or run_id)
+    return stop_resume.start_resume(resources.current_runner(), record, epochs, resources.attach,
+                                    ": open the Train page to follow it")
 
 # ----------------------------------------------------------------------------------------------- page
 

@@ -144,16 +144,14 @@ def _augmentation(dataset: Dataset, train_cfg: TrainConfig) -> None:
     # The trainer's own generator starts at seed + 1: the first draw here uses the same seed.
     seed = train_cfg.seed + 1 + st.session_state.get(DRAWS, 0)
     original, augmented = inspect_data.augmentation_preview(dataset, train_cfg, seed, PREVIEW_IMAGES)
-    flip, padding = inspect_data.trainer_augmentation(train_cfg)
-    if not flip and not padding:
+    what = inspect_data.trainer_augmentation(train_cfg).names()
+    if not what:
         st.info("No augmentation is on: the trainer uses the images as they are. Turn on a horizontal flip or a "
-                "random crop above (the same settings as on the Train page).")
+                "random crop above, or rotation, colour jitter, cutout, mixup ... on the Train page.")
     left, right = st.columns(2)
     before, after = (inspect_data.tile_grid(x, PREVIEW_COLUMNS, PREVIEW_TILE) for x in (original, augmented))
     # An explicit width: the default lets a long caption stretch one picture wider than the other.
     left.image(before, width=before.shape[1], caption="Original training images")
-    what = [name for name, on in (("random horizontal flip", flip), (f"random crop, {padding} px padding", padding))
-            if on]
     right.image(after, width=after.shape[1],
                 caption=f"As the trainer augments them ({', '.join(what) or 'nothing'}; generator seed {seed})")
 

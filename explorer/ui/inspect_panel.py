@@ -21,6 +21,7 @@ import torch
 
 from explorer.arch.cost import model_cost
 from explorer.engine.dataset import Dataset
+from explorer.engine.evaluate import model_device
 from explorer.errors import DataError, ExplorerError
 from explorer.inspect import net
 from explorer.inspect.export import architecture_line
@@ -114,9 +115,7 @@ def _test_set(loaded: LoadedCheckpoint) -> Dataset:
 @st.cache_resource(max_entries=4, show_spinner="Classifying the test set…")
 def _test_predictions(identity: str, source: str, _loaded: LoadedCheckpoint, _dataset: Dataset) -> torch.Tensor:
     """The predicted class of every test image (identity and source are the cache key)."""
-    from explorer.engine.evaluate import predict_logits
-
-    return predict_logits(_loaded.model, _dataset.test_x, _loaded.mean, _loaded.std, device="cpu").argmax(1)
+    return _loaded.policy.logits(_loaded.model, _dataset.test_x, _loaded.mean, _loaded.std, device="cpu").argmax(1)
 
 
 def _candidates(choice: str, loaded: LoadedCheckpoint, identity: str, dataset: Dataset) -> torch.Tensor:
@@ -192,7 +191,7 @@ def _analyse(identity: str, digest: str, true_index: int | None, _loaded: Loaded
              ) -> Analysis:
     """Everything the page shows for one image (identity, digest and true class are the cache key)."""
     model, mean, std = _loaded.model, _loaded.mean, _loaded.std
-    predictions = net.top_k(model, _pixels, mean, std, k=TOP_K)
+    predictions = net.top_k(model, _pixels, mean, std, k=TOP_K, policy=_loaded.policy)
     maps = []
     for name, activation in net.feature_maps(model, _pixels, mean, std):
         grid, shown = net.map_grid(activation, max_maps=MAX_MAPS, min_tile=MAP_TILE)
@@ -263,6 +262,14 @@ def _show_prediction(loaded: LoadedCheckpoint, picked: Picked, analysis: Analysi
     best = analysis.predictions[0]
     verdict = "" if picked.true_index is None else (" — right" if best.index == picked.true_index else " — wrong")
     right.markdown(f"Predicted **{loaded.classes[best.index]}** ({best.probability:.1%}){verdict}")
+    right.caption(policy_caption(loaded))
+
+
+def policy_caption(loaded: LoadedCheckpoint) -> str:
+    """Which inference policy produced the probabilities (the checkpoint's, as everywhere else)."""
+    return (f"Inference policy: {loaded.policy.describe(model_device(loaded.model))} — the checkpoint's, as "
+            "on the Checkpoints page, `evaluate` and `predict`. Grad-CAM and the feature maps are one view of "
+            "the image.")
 
 
 def _show_heat(loaded: LoadedCheckpoint, picked: Picked, analysis: Analysis) -> None:

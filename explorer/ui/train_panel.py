@@ -29,7 +29,7 @@ from explorer.errors import ConfigError, ExplorerError
 from explorer.store import settings
 from explorer.store.events import ACTIVE_STATUSES, History, fold
 from explorer.store.runner import RunSpec
-from explorer.ui import charts, links, source_picker, widgets
+from explorer.ui import charts, links, source_picker, stop_resume, widgets
 from explorer.ui import state as arch_keys
 from explorer.ui import train_state as keys
 from explorer.ui.format import duration
@@ -211,7 +211,7 @@ def _on_start() -> None:
 
 def _on_stop(run_id: str) -> None:
     try:
-        current_runner().stop(run_id)
+        stop_resume.request_stop(current_runner(), run_id, st.session_state)
     except ExplorerError as err:
         st.session_state[START_ERROR] = str(err)
 
@@ -283,7 +283,9 @@ def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, r
     start_col.button(label, type="primary", key="train.start", disabled=blocker is not None, width="stretch",
                      on_click=_on_start, help=f"Start is disabled: {blocker}" if blocker else None)
     stop_col.button("Stop", key="train.stop", disabled=not active, width="stretch", on_click=_on_stop,
-                    args=(run_id,))
+                    args=(run_id,), help="Keeps the last whole epoch (weights and accuracy); in the first epoch, "
+                                         "the partial epoch evaluated at the stop. The line under the progress bar "
+                                         "says which, now.")
     if blocker:
         # A keyed container gives the browser tests a stable handle (CSS class st-key-train-blocker).
         with info_col.container(key="train-blocker"):
@@ -292,6 +294,8 @@ def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, r
         _start_note(info_col, selection, train_cfg, source)
     if START_ERROR in st.session_state:
         st.error(st.session_state[START_ERROR])
+    if stop_resume.STOP_MESSAGE in st.session_state:
+        st.info(st.session_state[stop_resume.STOP_MESSAGE])
 
 
 def _start_note(column: Any, selection: Selection, train_cfg: TrainConfig, source: str) -> None:
@@ -343,6 +347,8 @@ def progress_text(history: History, done: float, eta: float | None) -> str:
     steps = f"step {history.step:,} of {history.total_steps:,} ({done:.0%})"
     if history.ended:
         return steps if history.status == "finished" else f"{history.status} at {steps}"
+    if history.total_steps and history.step >= history.total_steps:
+        return f"all {history.total_steps:,} steps done · evaluating the last epoch and saving its checkpoint"
     if eta is not None:
         return f"{steps} · about {duration(eta)} left"
     return steps + (" · waiting for a training slot" if history.status == "queued" else " · starting…")
@@ -352,7 +358,8 @@ def _headline(history: History, run_id: str, now: float) -> None:
     done, eta = charts.progress(history, now)
     epochs = history.epochs[-1] if history.epochs else 0
     icon = STATUS_ICONS.get(history.status, "")
-    parts = [f"{icon} **{history.status}**", f"run `{run_id}`"]
+    status = stop_resume.shown_status(history, st.session_state.get(stop_resume.STOPPING) == run_id)
+    parts = [f"{icon} **{status}**", f"run `{run_id}`"]
     if history.device:
         parts.append(f"on {history.device}" + (f" ({history.threads} thread(s))" if history.threads else ""))
     if history.test_accuracy and history.test_accuracy[-1] is not None:
@@ -362,22 +369,16 @@ def _headline(history: History, run_id: str, now: float) -> None:
         parts.append(throughput)
     st.markdown(" · ".join(parts))
     st.progress(done, text=progress_text(history, done, eta))
-
-
-def stopped_message(checkpoint: str | None, epochs_done: int) -> str:
-    """What a stopped run really keeps: a checkpoint only once an epoch has ended."""
-    if checkpoint:
-        return (f"The run was stopped; its record, curves and checkpoint (the weights after {epochs_done} whole "
-                "epoch(s)) are kept: see the Runs page, or resume it from the Checkpoints page.")
-    return ("The run was stopped before its first epoch ended: its record and logged losses are kept (see the Runs "
-            "page), but no checkpoint: one is saved at the end of each epoch, so this run cannot be resumed.")
+    if history.status == "running" and status != "stopping":
+        with st.container(key="train-stop-note"):  # what Stop keeps, said before the click
+            st.caption(stop_resume.stop_note(history))
 
 
 def _end_message(history: History, record: dict) -> None:
     if history.status == "failed":
         st.error(f"The run failed: {history.error}")
     elif history.status == "stopped":
-        st.warning(stopped_message(record.get("checkpoint"), history.epochs_done))
+        st.warning(stop_resume.stopped_message(record, history))
     elif history.status == "interrupted":
         st.warning(f"The run was {history.error or 'interrupted'}")
     for problem in history.problems:
@@ -490,6 +491,9 @@ def _live_section(run_id: str, status: str) -> None:
     was_active = status in ACTIVE_STATUSES
     _run_settings(run_id)
     _command(run_id)
+    stop_resume.resume_message()
+    if not was_active:
+        stop_resume.resume_controls(current_runner(), _record(current_runner(), run_id), attach)
 
     def body() -> None:
         history = live_view(current_runner(), run_id)
