@@ -120,7 +120,7 @@ def test_a_run_record_and_the_runs_table_name_an_edited_design(tmp_path):
 
     from explorer.arch.presets import PRESETS
     from explorer.engine.recipes import RECIPES
-    from explorer.store.runs import runs_table
+    from explorer.store.tables import runs_table
     from explorer.ui import links
     from explorer.ui.train_panel import spec_from_values
 
