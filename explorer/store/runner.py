@@ -39,7 +39,7 @@ from typing import Any
 
 from explorer.arch.config import ArchConfig, ConvBlock
 from explorer.arch.cost import model_cost
-from explorer.arch.presets import PRESETS
+from explorer.arch.presets import PRESETS, preset_label
 from explorer.atomic import atomic_write_json, json_safe
 from explorer.engine.config import TrainConfig
 from explorer.engine.data import canonical_source
@@ -165,6 +165,7 @@ class RunSpec:
     preset: str | None = None
     recipe: str | None = None
     resume_from: str | None = None
+    group: str | None = None  # runs of one design with different seeds share it (store.groups)
 
 
 def check_spec(spec: RunSpec, runs_dir: Path, data_dir: Path) -> dict | None:
@@ -282,13 +283,13 @@ class RunProcess:
         except ExplorerError:
             params = flops = None
         return {"format_version": RECORD_VERSION, "id": self.run_id,
-                "name": spec.name or f"{spec.preset or 'custom'} on {spec.data}", "status": "queued",
+                "name": spec.name or f"{preset_label(spec.preset, spec.arch)} on {spec.data}", "status": "queued",
                 "created": _now(), "started": None, "finished": None, "preset": spec.preset, "recipe": spec.recipe,
                 "arch": spec.arch.to_dict(), "train": spec.train.to_dict(), "data": canonical_source(spec.data),
                 "data_fingerprint": None, "input_shape": None, "num_classes": None, "classes": None,
                 "params": params, "flops": flops, "device": None, "error": None, "summary": self.history.summary,
                 "checkpoint": None, "checkpoint_kind": None, "partial_epoch": None, "resumed_from": spec.resume_from,
-                "owner": this_process(), "command": self.command or self._canonical_command()}
+                "group": spec.group, "owner": this_process(), "command": self.command or self._canonical_command()}
 
     def _canonical_command(self) -> list[str] | None:
         """The command that reproduces this run (as the Train page shows it), kept in the record."""
@@ -448,6 +449,7 @@ class Runner:
         argv += ["--data", spec.data, "--recipe", recipe, *to_cli_args(spec.train, base=RECIPES[recipe])]
         argv += ["--name", spec.name] if spec.name else []
         argv += ["--resume", spec.resume_from] if spec.resume_from else []
+        argv += ["--group", spec.group] if spec.group else []
         if self.runs_dir != Path(settings.DEFAULT_RUNS_DIR):
             argv += ["--runs-dir", str(self.runs_dir)]
         if self.data_dir != Path(settings.DEFAULT_DATA_DIR):
