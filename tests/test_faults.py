@@ -24,7 +24,8 @@ from explorer.cli import main
 from explorer.engine.config import TrainConfig
 from explorer.store.checkpoint import load_checkpoint
 from explorer.store.runner import Runner, RunSpec
-from explorer.store.runs import RunError, delete_run, list_runs, read_run, rename_run, run_curves
+from explorer.store.runs import RunError, delete_run, list_runs, read_run, rename_run
+from explorer.store.tables import run_curves
 
 TINY = ArchConfig(conv=(ConvBlock(16, pool="max"), ConvBlock(32, pool="max")), batchnorm=True, head="maxpool")
 LONG = TrainConfig(epochs=500, batch_size=32, test_batch_size=200, optimizer="adam", lr=3e-3, log_every=1,

@@ -26,7 +26,8 @@ from explorer.store import settings
 from explorer.store.checkpoint import META_KEY, load_checkpoint, read_meta
 from explorer.store.events import EventReader, EventWriter, Finished
 from explorer.store.runner import RunProcess, RunSpec, resume_state
-from explorer.store.runs import RunError, delete_run, list_runs, read_run, rename_run, runs_table
+from explorer.store.runs import RunError, delete_run, list_runs, read_run, rename_run
+from explorer.store.tables import runs_table
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ArchConfig(conv=(ConvBlock(8, pool="max"), ConvBlock(16, pool="max")), head="avgpool")

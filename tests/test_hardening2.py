@@ -323,7 +323,8 @@ def test_an_export_failure_names_a_log_file_with_the_whole_traceback(runs_dir, m
 
 def test_one_dataset_has_one_source_string_written_and_read(runs_dir) -> None:
     from explorer.engine.data import canonical_source
-    from explorer.store.runs import list_runs, runs_table
+    from explorer.store.runs import list_runs
+    from explorer.store.tables import runs_table
 
     assert canonical_source("synthetic:2000") == canonical_source(" synthetic ") == "synthetic"
     assert canonical_source("synthetic:0500") == "synthetic:500" and canonical_source(None) is None

@@ -11,18 +11,14 @@ import pytest
 from history_helpers import LARGE, SMALL, make_run
 
 from explorer.cli import main
-from explorer.store.runs import (
-    RunError,
+from explorer.store.runs import RunError, delete_run, list_runs, read_events, read_run, rename_run
+from explorer.store.tables import (
     config_diff,
     curves_csv,
-    delete_run,
     filter_runs,
-    list_runs,
     metrics_csv,
     pareto_frontier,
-    read_events,
-    read_run,
-    rename_run,
+    pareto_mask,
     run_curves,
     runs_table,
 )
@@ -98,6 +94,23 @@ def test_pareto_frontier() -> None:
     # 100/0.5 and 200/0.7 and 400/0.8 are not beaten; 150/0.4 is beaten by 100/0.5; 300/0.7 by 200/0.7.
     assert pareto_frontier(table).tolist() == [True, True, False, False, False, True]
     assert pareto_frontier(table.iloc[:0]).tolist() == []
+
+
+def test_one_pareto_rule_for_runs_and_search_ties_included() -> None:
+    """Two equal runs (same cost, same accuracy) are both on the front: the Runs page used to keep only the first
+    of them while the search kept both."""
+    from explorer.search.study import pareto
+
+    costs, accuracies = [100, 100, 200, 200, 300], [0.5, 0.5, 0.5, 0.7, 0.7]
+    expected = [True, True, False, True, False]
+    assert pareto_mask([[c] for c in costs], accuracies) == expected
+    table = pd.DataFrame({"params": costs, "best_test_accuracy": accuracies})
+    assert pareto_frontier(table).tolist() == expected
+    rows = [{"number": i, "state": "complete", "params": c, "flops": 1, "val_accuracy": a}
+            for i, (c, a) in enumerate(zip(costs, accuracies))]
+    assert [r["number"] for r in pareto(rows)] == [i for i, on in enumerate(expected) if on]
+    # Two costs: a point cheaper in FLOPs only stays on the front.
+    assert pareto_mask([[100, 50], [100, 40], [90, 60]], [0.5, 0.5, 0.5]) == [False, True, True]
 
 
 def test_curves_of_a_resumed_run_continue_from_its_parent(history: Path) -> None:

@@ -226,7 +226,8 @@ def test_resume_starts_a_run_whose_curves_continue(runs_dir: Path, monkeypatch) 
     monkeypatch.setenv("EXPLORER_THREADS", "1")  # the resumed run is a process of its own: keep it light
     from explorer.engine.config import TrainConfig
     from explorer.store.runner import RunProcess, RunSpec
-    from explorer.store.runs import list_runs, run_curves
+    from explorer.store.runs import list_runs
+    from explorer.store.tables import run_curves
 
     train = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=3e-3, device="cpu", log_every=5)
     first = RunProcess(RunSpec(SMALL, train, "synthetic:200", name="first"), runs_dir).run()["id"]
@@ -301,7 +302,8 @@ def test_pareto_has_a_frontier_per_dataset(runs_dir: Path) -> None:
     assert [r[0] for r in traces["folder:/d/fashion: frontier"]["customdata"]] == ["fashion small"]
     colors = {traces[n]["marker"]["color"] for n in ("cifar10: frontier", "folder:/d/fashion: frontier")}
     assert len(colors) == 2
-    from explorer.store.runs import list_runs, runs_table
+    from explorer.store.runs import list_runs
+    from explorer.store.tables import runs_table
 
     table = runs_table(list_runs(runs_dir))
     assert frontier_per_dataset(table, "params", "best_test_accuracy").sum() == 3

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.cli import evaluate, export, predict, runs, schema, search, stats, train
+from explorer.cli import compare, evaluate, export, predict, runs, schema, search, stats, train
 from explorer.errors import ExplorerError
 
-SUBCOMMANDS = (stats, train, evaluate, runs, schema, search, export, predict)
+SUBCOMMANDS = (stats, train, evaluate, runs, compare, schema, search, export, predict)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="one JSON list of run rows")
     out.add_argument("--csv", action="store_true", help="the comparison table as CSV")
     p.add_argument("--filter", default="", help="only runs whose id, name, preset, recipe or data contain this")
+    p.add_argument("--groups", action="store_true",
+                   help="one row per group of seeds (train --repeat N): n, mean, std and 95 %% interval of the final "
+                        "test accuracy, mean images/s")
     p.add_argument("--rename", nargs=2, metavar=("RUN_ID", "NAME"), help="give a run a new name")
     p.add_argument("--delete", metavar="RUN_ID", help="delete a run folder (needs --yes)")
     p.add_argument("--yes", action="store_true", help="confirm --delete")
@@ -26,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_runs(args: argparse.Namespace) -> int:
-    from explorer.store.runs import RunError, delete_run, filter_runs, list_runs, metrics_csv, rename_run, runs_table
+    from explorer.store.runs import RunError, delete_run, list_runs, rename_run
+    from explorer.store.tables import filter_runs, metrics_csv, runs_table
 
     if args.rename is not None:
         record = rename_run(args.rename[0], args.rename[1], args.runs_dir)
@@ -36,6 +40,8 @@ def run_runs(args: argparse.Namespace) -> int:
             raise RunError(f"deleting {args.delete} removes its checkpoint and metrics; add --yes to confirm.")
         delete_run(args.delete, args.runs_dir)
         print(f"deleted {args.delete}", file=sys.stderr)
+    if args.groups:
+        return _print_groups(args)
     table = filter_runs(runs_table(list_runs(args.runs_dir)), args.filter)
     if args.json:
         print_json([{k: _plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")])
@@ -71,3 +77,36 @@ def _print_table(table) -> None:
     for row in table.to_dict(orient="records"):
         if _plain(row["message"]) is not None:
             print(f"! {row['id']}: {row['message']}")
+
+
+def _print_groups(args: argparse.Namespace) -> int:
+    """`runs --groups`: one row per group (as CSV too), then a line for each group that has no interval yet."""
+    from explorer.store.groups import group_summaries
+
+    rows = [g.to_dict() for g in group_summaries(args.runs_dir)]
+    text = args.filter.lower()
+    rows = [r for r in rows if text in f"{r['id']} {r['name']} {r['data']}".lower()]
+    if args.json:
+        print_json(rows)
+    elif args.csv:
+        import pandas as pd
+
+        sys.stdout.write(pd.DataFrame(rows).drop(columns=["run_ids", "counted"], errors="ignore").to_csv(index=False))
+    elif not rows:
+        print("no groups yet (train one with `python -m explorer train ... --repeat 3`)")
+    else:
+        _print_group_table(rows)
+    return 0
+
+
+def _print_group_table(rows: list[dict]) -> None:
+    print(f"{'group':<34}{'name':<24}{'n':>5}{'mean':>9}{'std':>8}{'95 % interval':>19}{'img/s':>9}  data")
+    for row in rows:
+        interval = "-" if row["low"] is None else f"{row['low']:.2%} to {row['high']:.2%}"
+        print(f"{row['id'][:33]:<34}{str(row['name'])[:23]:<24}{row['n']:>2}/{row['runs']:<2}"
+              f"{_fmt(row['mean'], '.2%'):>9}{_fmt(row['std'], '.2%'):>8}{interval:>19}"
+              f"{_fmt(row['images_per_second'], ',.0f'):>9}  {row['data']}")
+    for row in rows:
+        if row["n"] < 2:
+            print(f"! {row['id']}: {row['n']} finished run(s), no interval: train more seeds into it with "
+                  f"`python -m explorer train ... --group {row['id']}`")

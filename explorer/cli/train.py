@@ -9,7 +9,9 @@ run (`<runs-dir>/<run_id>/`: run.json, events.jsonl, model.safetensors). A progr
 and images_per_second. A failed run exits with code 2 and its reason; Ctrl-C (SIGINT) or SIGTERM stops the run
 cleanly (checkpoint, "stopped") with exit code 130 or 143. `--resume RUN_ID` alone continues a run (e.g. an
 interrupted one) with its network, settings and data for the epochs it had left. The app runs exactly this
-command in a child process (explorer.store.runner).
+command in a child process (explorer.store.runner). `--repeat N` trains N runs with the seeds seed, seed + 1, ...
+as one group (store.groups): each prints as above, then a last line (JSON: "type": "group") with the group's n,
+mean, std and 95 % interval of the final test accuracy; a stop signal ends the current run and starts no more.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     schema.add_arguments(p.add_argument_group("training settings (override the recipe)"), TrainConfig)
     p.add_argument("--name", help="a name for the run record")
     p.add_argument("--resume", metavar="RUN_ID", help="continue this run's weights and optimizer state")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="train the same design N times with the seeds seed, seed+1, ..., one after the other, as "
+                        "one group (`runs --groups`, `compare`)")
+    p.add_argument("--group", metavar="GROUP_ID", help="record the run(s) in this group (--repeat N makes a new one)")
     p.add_argument("--runs-dir", type=Path, help="where run folders go (default $EXPLORER_RUNS_DIR or checkpoints)")
     p.add_argument("--json", action="store_true", help="one JSON object per event, then a summary line")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # the app names the run it starts, to find its folder
@@ -72,17 +78,34 @@ def _train_from_record(path: Path) -> TrainConfig | None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train in this process (what the app's run processes run too); exit 128 + signal when stopped by one."""
+    """Train in this process (what the app's run processes run too); exit 128 + signal when stopped by one.
+
+    With --repeat N the N seeds train one after the other in this process: on a CPU two runs side by side only
+    share the same cores, and one process keeps Ctrl-C meaning "stop this and start no more"."""
+    from explorer.store.groups import repeat_specs
     from explorer.store.runner import RunProcess
 
-    spec = _spec_from_args(args)
+    if args.repeat != 1 and (args.run_id or args.resume):
+        raise ConfigError("--repeat trains new runs: it cannot be combined with --resume (resume each run alone).")
+    specs = repeat_specs(_spec_from_args(args), args.repeat, args.group)
     printer = _JsonPrinter() if args.json else _ProgressPrinter()
-    process = RunProcess(spec, runs_dir=args.runs_dir, data_dir=args.data_dir, run_id=args.run_id,
-                         on_event=printer.event)
-    printer.data_notes = lambda: process.record.get("data_notes") or []  # set once the data is loaded
-    process.run()  # TrainingError (exit 2, one line) when the run failed
-    printer.finish(_final_line(process))
-    return 128 + process.signal if process.signal else 0
+    for spec in specs:
+        process = RunProcess(spec, runs_dir=args.runs_dir, data_dir=args.data_dir, run_id=args.run_id,
+                             on_event=printer.event)
+        printer.data_notes = lambda process=process: process.record.get("data_notes") or []  # once loaded
+        process.run()  # TrainingError (exit 2, one line) when the run failed
+        printer.finish(_final_line(process))
+        if process.signal:
+            return 128 + process.signal
+    if len(specs) > 1:
+        printer.group(_group_line(specs[0].group, args.runs_dir))
+    return 0
+
+
+def _group_line(group_id: str, runs_dir: Path | None) -> dict:
+    from explorer.store.groups import resolve
+
+    return resolve(group_id, runs_dir).to_dict()
 
 
 def _spec_from_args(args: argparse.Namespace):
@@ -98,7 +121,7 @@ def _spec_from_args(args: argparse.Namespace):
                           "--resume RUN_ID alone takes it from the run it continues.")
     cfg, recipe = train_config_from_args(args)
     return RunSpec(arch_from_args(args), cfg, args.data, name=args.name, preset=args.preset, recipe=recipe,
-                   resume_from=args.resume)
+                   resume_from=args.resume, group=args.group)
 
 
 def _resume_spec(args: argparse.Namespace):
@@ -138,6 +161,9 @@ class _JsonPrinter:
 
     def finish(self, final: dict) -> None:
         print_json(final)
+
+    def group(self, line: dict) -> None:
+        print_json({"type": "group"} | line)
 
 
 class _ProgressPrinter:
@@ -184,3 +210,10 @@ class _ProgressPrinter:
         if final["checkpoint"]:
             kind = " (a partial epoch, evaluated at the stop)" if final["checkpoint_kind"] == "partial epoch" else ""
             print(f"checkpoint: {final['checkpoint']}{kind}")
+
+    def group(self, line: dict) -> None:
+        spread = "" if line["std"] is None else \
+            f", std {line['std']:.2%}, 95 % interval {line['low']:.2%} to {line['high']:.2%}"
+        mean = "-" if line["mean"] is None else f"{line['mean']:.2%}"
+        print(f"group {line['id']}: {line['n']} of {line['runs']} runs finished, final test accuracy mean {mean}"
+              f"{spread}")

@@ -244,14 +244,11 @@ def trial_row(trial: Any) -> dict:
 
 def pareto(rows: list[dict], keys: tuple[str, ...] = ("params",)) -> list[dict]:
     """Complete trials no other complete trial beats on validation accuracy (higher) and every key (lower)."""
+    from explorer.store.tables import pareto_mask  # the one Pareto rule, shared with the Runs page
+
     done = [r for r in rows if r["state"] == "complete" and r["val_accuracy"] is not None]
-
-    def dominates(a: dict, b: dict) -> bool:
-        no_worse = a["val_accuracy"] >= b["val_accuracy"] and all(a[k] <= b[k] for k in keys)
-        better = a["val_accuracy"] > b["val_accuracy"] or any(a[k] < b[k] for k in keys)
-        return no_worse and better
-
-    front = [r for r in done if not any(dominates(o, r) for o in done)]
+    on_front = pareto_mask([[r[k] for k in keys] for r in done], [r["val_accuracy"] for r in done])
+    front = [r for r, on in zip(done, on_front) if on]
     return sorted(front, key=lambda r: (r["params"], -r["val_accuracy"]))
 
 

@@ -165,6 +165,7 @@ class RunSpec:
     preset: str | None = None
     recipe: str | None = None
     resume_from: str | None = None
+    group: str | None = None  # runs of one design with different seeds share it (store.groups)
 
 
 def check_spec(spec: RunSpec, runs_dir: Path, data_dir: Path) -> dict | None:
@@ -288,7 +289,7 @@ class RunProcess:
                 "data_fingerprint": None, "input_shape": None, "num_classes": None, "classes": None,
                 "params": params, "flops": flops, "device": None, "error": None, "summary": self.history.summary,
                 "checkpoint": None, "checkpoint_kind": None, "partial_epoch": None, "resumed_from": spec.resume_from,
-                "owner": this_process(), "command": self.command or self._canonical_command()}
+                "group": spec.group, "owner": this_process(), "command": self.command or self._canonical_command()}
 
     def _canonical_command(self) -> list[str] | None:
         """The command that reproduces this run (as the Train page shows it), kept in the record."""
@@ -448,6 +449,7 @@ class Runner:
         argv += ["--data", spec.data, "--recipe", recipe, *to_cli_args(spec.train, base=RECIPES[recipe])]
         argv += ["--name", spec.name] if spec.name else []
         argv += ["--resume", spec.resume_from] if spec.resume_from else []
+        argv += ["--group", spec.group] if spec.group else []
         if self.runs_dir != Path(settings.DEFAULT_RUNS_DIR):
             argv += ["--runs-dir", str(self.runs_dir)]
         if self.data_dir != Path(settings.DEFAULT_DATA_DIR):

@@ -114,13 +114,32 @@ def _pareto_traces(plotted: pd.DataFrame, on_frontier: pd.Series, x: str, y: str
     return traces
 
 
+def _seed_groups_trace(groups: pd.DataFrame, x: str) -> go.Scatter:
+    """Each group of seeds at its mean final accuracy with its 95 % interval as an error bar (none below 2 runs)."""
+    mean = 100 * groups["mean"]
+    upper = (100 * groups["high"] - mean).fillna(0)
+    lower = (mean - 100 * groups["low"]).fillna(0)
+    return go.Scatter(
+        x=groups[x].tolist(), y=mean.tolist(), mode="markers", name="group of seeds: mean, 95 % interval",
+        marker=dict(color="black", size=10, symbol="diamond"),
+        error_y=dict(type="data", symmetric=False, array=upper.tolist(), arrayminus=lower.tolist(), color="black",
+                     thickness=1.5, width=6),
+        customdata=groups[["name", "id", "n"]].astype(str).values.tolist(),
+        hovertemplate=("<b>%{customdata[0]}</b> (%{customdata[1]})<br>n %{customdata[2]} seeds<br>"
+                       "mean final test accuracy %{y:.2f}<extra></extra>"))
+
+
 def pareto_chart(table: pd.DataFrame, frontier: pd.Series, x: str = "params", y: str = "best_test_accuracy",
-                 budget: float | None = None, group: str = "data") -> go.Figure:
+                 budget: float | None = None, group: str = "data", seed_groups: pd.DataFrame | None = None
+                 ) -> go.Figure:
     """Accuracy against cost for every run; frontier runs (a frontier per dataset in column `group`, see
-    runs_panel) joined by a step line; the budget as a vertical line. Hover names the run and gives its numbers."""
+    runs_panel) joined by a step line; the budget as a vertical line. Hover names the run and gives its numbers.
+    `seed_groups` (columns id, name, n, mean, low, high and `x`) are drawn with their 95 % intervals."""
     plotted = table.dropna(subset=[x, y])
     on_frontier = frontier.reindex(plotted.index, fill_value=False).astype(bool)
     traces = _pareto_traces(plotted, on_frontier, x, y, group)
+    if seed_groups is not None and not seed_groups.dropna(subset=[x, "mean"]).empty:
+        traces.append(_seed_groups_trace(seed_groups.dropna(subset=[x, "mean"]), x))
     shapes, notes = [], []
     if budget is not None:
         shapes.append(_line_shape("x", budget, BUDGET_COLOR))

@@ -1,5 +1,6 @@
-"""The Runs tab: every run in a sortable, filterable table; the Pareto chart; curves of several runs
-overlaid; a side-by-side config diff; rename, delete (confirmed) and downloads."""
+"""The Runs tab: every run in a sortable, filterable table; the Pareto chart (groups of seeds with their 95 %
+intervals); curves of several runs overlaid; groups of seeds and whether two differ beyond the noise; a
+side-by-side config diff; rename, delete (confirmed) and downloads."""
 
 from __future__ import annotations
 
@@ -11,18 +12,15 @@ import streamlit as st
 
 from explorer.arch.cost import DEFAULT_BUDGET
 from explorer.errors import ExplorerError
+from explorer.store import groups as run_groups
 from explorer.store.events import ACTIVE_STATUSES
-from explorer.store.runs import (
+from explorer.store.runs import default_runs_dir, delete_run, list_runs, read_run, rename_run
+from explorer.store.tables import (
     config_diff,
     curves_csv,
-    default_runs_dir,
-    delete_run,
     filter_runs,
-    list_runs,
     metrics_csv,
     pareto_frontier,
-    read_run,
-    rename_run,
     run_curves,
     runs_table,
 )
@@ -35,6 +33,7 @@ PARETO_X = "runs.pareto_x"
 PARETO_Y = "runs.pareto_y"
 OVERLAY = "runs.overlay"
 DIFF_A, DIFF_B, DIFF_ALL = "runs.diff_a", "runs.diff_b", "runs.diff_all"
+GROUP_A, GROUP_B = "runs.group_a", "runs.group_b"
 MANAGE = "runs.manage"
 NEW_NAME = "runs.new_name"
 CONFIRM_DELETE = "runs.confirm_delete"
@@ -56,7 +55,19 @@ COLUMN_CONFIG = {
              "Train page shows the same number once a run has ended."),
 }
 SHOWN_COLUMNS = ["name", "preset", "status", "params", "flops", "best_test_accuracy", "final_test_accuracy",
-                 "epochs", "wall_seconds", "images_per_second", "device", "data", "created", "id", "message"]
+                 "epochs", "wall_seconds", "images_per_second", "device", "data", "created", "id", "group", "seed",
+                 "message"]
+GROUP_COLUMNS = ["name", "n", "runs", "mean", "std", "low", "high", "images_per_second", "data", "id"]
+GROUP_COLUMN_CONFIG = {
+    "n": st.column_config.NumberColumn("n", help="finished runs: their final test accuracies are the sample"),
+    "runs": st.column_config.NumberColumn("runs", help="every run of the group, finished or not"),
+    "mean": st.column_config.NumberColumn("mean", format="percent"),
+    "std": st.column_config.NumberColumn("std", format="percent"),
+    "low": st.column_config.NumberColumn("95 % low", format="percent"),
+    "high": st.column_config.NumberColumn("95 % high", format="percent"),
+    "images_per_second": st.column_config.NumberColumn("training img/s", format="%.0f"),
+    "id": st.column_config.TextColumn("group id"),
+}
 
 
 def _active_run_ids(table: pd.DataFrame) -> set[str]:
@@ -64,7 +75,7 @@ def _active_run_ids(table: pd.DataFrame) -> set[str]:
     return set(table.loc[table["status"].isin(ACTIVE_STATUSES), "id"])
 
 
-TEXT_COLUMNS = ("name", "preset", "status", "device", "data", "created", "id", "message")
+TEXT_COLUMNS = ("name", "preset", "status", "device", "data", "created", "id", "group", "message")
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -85,10 +96,21 @@ def frontier_per_dataset(table: pd.DataFrame, x: str, y: str) -> pd.Series:
     return frontier
 
 
-def trained_first(table: pd.DataFrame, ids: list[str]) -> list[str]:
-    """`ids` with the runs that trained at least one epoch first (the default picks of the diff)."""
+def default_order(table: pd.DataFrame, ids: list[str]) -> list[str]:
+    """`ids` (newest first) ordered for the compare defaults: finished runs first, then the others that trained
+    an epoch, then the rest; a running run, or one that failed before its first epoch, is a poor default."""
+    finished = set(table.loc[table["status"] == "finished", "id"])
     trained = set(table.loc[table["epochs"].fillna(0) > 0, "id"])
-    return [i for i in ids if i in trained] + [i for i in ids if i not in trained]
+    return sorted(ids, key=lambda i: (i not in finished, i not in trained))  # sorted() is stable: newest first
+
+
+def _pick_defaults(keys: tuple[str, ...], ids: list[str], order: list[str]) -> None:
+    """Give each picker whose value is gone (first visit, deleted run) the first default the others do not hold,
+    so A and B never start on the same run."""
+    for key in keys:
+        if st.session_state.get(key) not in ids:
+            taken = {st.session_state.get(other) for other in keys if other != key}
+            st.session_state[key] = next((i for i in order if i not in taken), order[0])
 
 
 def _problems(table: pd.DataFrame) -> None:
@@ -130,7 +152,7 @@ def _table_section(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def _pareto_section(table: pd.DataFrame) -> None:
+def _pareto_section(table: pd.DataFrame, groups: list[run_groups.Sample]) -> None:
     st.subheader("Accuracy against cost")
     left, right = st.columns(2)
     st.session_state.setdefault(PARETO_X, "params")
@@ -139,8 +161,13 @@ def _pareto_section(table: pd.DataFrame) -> None:
     y = right.segmented_control("Accuracy", list(Y_LABELS), key=PARETO_Y, required=True, format_func=Y_LABELS.get)
     budget = int(st.session_state.get(BUDGET, DEFAULT_BUDGET)) if x == "params" else None
     frontier = frontier_per_dataset(table, x, y)
-    fig = eval_charts.pareto_chart(table, frontier, x, y, budget)
+    # A group's sample is the final accuracy of its seeds: its error bar belongs on that axis only.
+    seed_groups = pd.DataFrame([g.to_dict() for g in groups]) if groups and y == "final_test_accuracy" else None
+    fig = eval_charts.pareto_chart(table, frontier, x, y, budget, seed_groups=seed_groups)
     st.plotly_chart(fig, key="runs.pareto", width="stretch")
+    if groups and seed_groups is None:
+        st.caption("Groups of seeds are drawn with their 95 % intervals against the final test accuracy: pick it "
+                   "above.")
     on_front = table.loc[frontier, "name"].tolist()
     st.caption(f"Pareto frontier ({len(on_front)}): {', '.join(map(str, on_front)) or 'no finished runs yet'}. "
                "A run is on it when no other run on the same dataset is at least as accurate with fewer "
@@ -174,10 +201,7 @@ def _diff_section(table: pd.DataFrame, labels: dict[str, str], runs_dir) -> None
     if len(ids) < 2:
         st.info("Two runs are needed for a diff.")
         return
-    defaults = trained_first(table, ids)  # a run that failed before its first epoch is a poor default
-    for key, index in ((DIFF_A, 0), (DIFF_B, 1)):
-        if st.session_state.get(key) not in ids:
-            st.session_state[key] = defaults[index]
+    _pick_defaults((DIFF_A, DIFF_B), ids, default_order(table, ids))
     left, right = st.columns(2)
     a = left.selectbox("Run A", ids, key=DIFF_A, format_func=labels.get)
     b = right.selectbox("Run B", ids, key=DIFF_B, format_func=labels.get)
@@ -187,17 +211,75 @@ def _diff_section(table: pd.DataFrame, labels: dict[str, str], runs_dir) -> None
     except ExplorerError as err:
         st.error(str(err))
         return
+    _noise_verdict(table, a, b, runs_dir)
     if diff.empty:
         st.success("Same configuration.")
         return
     st.dataframe(diff.drop(columns="differs"), key="runs.diff", hide_index=True, width="stretch")
 
 
+def _noise_verdict(table: pd.DataFrame, a: str, b: str, runs_dir) -> None:
+    """Whether A's and B's accuracies differ beyond the seed's noise: their groups compared, when both have one."""
+    group_of = dict(zip(table["id"], table["group"]))
+    group_a, group_b = group_of.get(a), group_of.get(b)
+    if not (isinstance(group_a, str) and isinstance(group_b, str)):
+        st.caption("A single run moves by a few tenths of a point with the seed: train both designs with "
+                   "“Repeat with N seeds” (Train page) to know whether their difference is beyond the noise.")
+        return
+    if group_a == group_b:
+        st.caption(f"A and B are seeds of one group ({group_a}): their difference is the seed's noise.")
+        return
+    _verdict(group_a, group_b, runs_dir)
+
+
+def _verdict(a: str, b: str, runs_dir) -> None:
+    """stats.compare of two groups (or runs), as `python -m explorer compare A B` prints it."""
+    try:
+        first, second, result = run_groups.compare(a, b, runs_dir)
+    except ExplorerError as err:
+        st.warning(str(err))
+        return
+    st.metric("Verdict (final test accuracy, Welch's t-test)", result.verdict,
+              f"{100 * result.diff:+.2f} points (A − B)", delta_color="off" if result.verdict == "within noise" else
+              "normal")
+    st.caption(f"A − B = {100 * result.diff:+.2f} points, 95 % interval {100 * result.low:+.2f} to "
+               f"{100 * result.high:+.2f}, p = {result.p_value:.3g}; A: n {len(first.counted)}, B: n "
+               f"{len(second.counted)}. “within noise” when the interval contains 0.")
+
+
+def _groups_section(groups: list[run_groups.Sample], runs_dir) -> None:
+    st.subheader("Groups of seeds")
+    if not groups:
+        st.info("No groups yet: “Repeat with N seeds” on the Train page (or `python -m explorer train … --repeat "
+                "N`) trains one design with N seeds, and the group's mean and 95 % interval appear here.")
+        return
+    frame = pd.DataFrame([g.to_dict() for g in groups], columns=[*GROUP_COLUMNS, "run_ids"])
+    st.dataframe(frame[GROUP_COLUMNS], key="runs.groups", hide_index=True, column_config=GROUP_COLUMN_CONFIG,
+                 width="stretch")
+    for row in frame[frame["n"] < 2].itertuples():
+        st.caption(f"{row.id} has {row.n} finished run(s): no interval yet; train more seeds into it with "
+                   f"`python -m explorer train … --group {row.id}`.")
+    if len(groups) < 2:
+        return
+    labels = {g.id: f"{g.name} ({g.id}, n {len(g.counted)})" for g in groups}
+    ids = list(labels)
+    order = [g.id for g in groups if len(g.counted) >= 2] + [g.id for g in groups if len(g.counted) < 2]
+    _pick_defaults((GROUP_A, GROUP_B), ids, order)
+    left, right = st.columns(2)
+    a = left.selectbox("Group A", ids, key=GROUP_A, format_func=labels.get)
+    b = right.selectbox("Group B", ids, key=GROUP_B, format_func=labels.get)
+    if a == b:
+        st.info("Pick two different groups.")
+        return
+    _verdict(a, b, runs_dir)
+
+
 def _manage_section(labels: dict[str, str], active: set[str], runs_dir) -> None:
     st.subheader("Rename or delete")
     ids = list(labels)
     if st.session_state.get(MANAGE) not in ids:
-        st.session_state[MANAGE] = ids[0]
+        # An active run refuses both actions: start on the newest run that can be renamed.
+        st.session_state[MANAGE] = next((i for i in ids if i not in active), ids[0])
     run_id = st.selectbox("Run", ids, key=MANAGE, format_func=labels.get)
     left, right = st.columns([3, 1])
     new_name = left.text_input("New name", key=NEW_NAME, placeholder="e.g. study-bn, lr 0.05")
@@ -221,7 +303,7 @@ def _rename(run_id: str, runs_dir, active: set[str]) -> None:
     st.session_state[MESSAGE] = f"Renamed {run_id} to “{new_name}”."
     # The browser keeps showing a picked option's old label (a widget with a key keeps its identity when its
     # labels change); writing the pickers' values back makes this run send them again, with the new name.
-    for key in (MANAGE, DIFF_A, DIFF_B, OVERLAY):
+    for key in (MANAGE, DIFF_A, DIFF_B, OVERLAY, GROUP_A, GROUP_B):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 
@@ -259,13 +341,16 @@ def render() -> None:
     """The Runs tab."""
     st.header("Runs")
     runs_dir = default_runs_dir()
-    table = runs_table(list_runs(runs_dir))
+    records = list_runs(runs_dir)
+    table = runs_table(records)
     if table.empty:
         st.info(f"No runs in `{runs_dir}` yet: train a network in the Train tab and it appears here.")
         return
     _table_section(table)
     labels = _labels(table)
-    _pareto_section(table)
+    groups = run_groups.group_summaries(runs_dir, records)
+    _pareto_section(table, groups)
     _overlay_section(table, labels, runs_dir)
+    _groups_section(groups, runs_dir)
     _diff_section(table, labels, runs_dir)
     _manage_section(labels, _active_run_ids(table), runs_dir)

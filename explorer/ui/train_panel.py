@@ -30,6 +30,7 @@ from explorer.engine.train import batch_count, estimate_epoch_seconds
 from explorer.errors import ConfigError, ExplorerError
 from explorer.store import settings
 from explorer.store.events import ACTIVE_STATUSES, History, fold
+from explorer.store.groups import MAX_REPEAT, repeat_specs
 from explorer.store.runner import Runner, RunSpec
 from explorer.ui import charts, links, stop_resume, widgets
 from explorer.ui import state as arch_keys
@@ -42,6 +43,7 @@ HISTORY = "train.history"
 ESTIMATE = "train.estimate"
 DATA_ERROR = "train.data_error"
 START_ERROR = "train.start_error"
+REPEAT = "train.repeat"  # seeds per Start: N runs with seeds seed, seed+1, ... in one group
 POLL_SECONDS = 1.0
 
 SETTINGS_COLUMNS = 4
@@ -257,9 +259,11 @@ def start_run(state: MutableMapping[str, Any]) -> str:
     committed in the same rerun as the click is not missed); ExplorerError when it cannot start."""
     spec = spec_from_values(state)
     settings.check_app_source(spec.data)
-    run_id = current_runner().start(spec)
-    attach(run_id)
-    return run_id
+    # Repeated seeds are separate run processes: the training slots queue them and run them side by side where
+    # they allow. The page watches the first; the Runs page summarizes the group.
+    run_ids = [current_runner().start(one) for one in repeat_specs(spec, int(state.get(REPEAT) or 1))]
+    attach(run_ids[0])
+    return run_ids[0]
 
 
 def _on_start() -> None:
@@ -340,6 +344,10 @@ def steps_note(images: int, batch_size: int, epochs: int) -> tuple[str, str | No
 
 def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, run_id: str | None,
              active: bool) -> None:
+    st.number_input("Repeat with N seeds", 1, MAX_REPEAT, 1, key=REPEAT,
+                    help="N runs of this design with the seeds seed, seed + 1, …, recorded as one group: the Runs "
+                         "page shows their mean with a 95 % interval and says whether two designs differ beyond "
+                         "the seed's noise.")
     start_col, stop_col, info_col = st.columns([1, 1, 4])
     blocker = start_blocker(selection, train_cfg, source)
     label = "Start another run" if active else "Start training"
