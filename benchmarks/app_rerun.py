@@ -39,7 +39,7 @@ SCENARIOS = [
     ("hidden FC layers slider", "slider", keys.N_FC, 2, 1),
     ("dropout slider", "slider", keys.DROPOUT, 0.0, 0.2),
     ("conv blocks slider", "slider", keys.N_CONV, 2, 3),
-    ("conv1 out channels", "number_input", keys.block_key(1, "out_channels"), 25, 40),
+    ("conv1 kernel", "segmented_control", keys.block_key(1, "kernel"), 5, 3),
     ("budget", "number_input", keys.BUDGET, 256_000, 200_000),
 ]
 

@@ -227,6 +227,35 @@ def to_dict(obj: Any) -> dict:
     return out
 
 
+def changed_fields(base: Any, current: Any) -> list[str]:
+    """The settings where `current` differs from `base` (settings objects of one class, or their to_dict), in
+    declaration order: 'epochs', 'conv2.out_channels' for one block's field, 'conv' when blocks were added or
+    removed. A key `current` lacks (a record from an older version) counts as unchanged."""
+    old = base if isinstance(base, dict) else to_dict(base)
+    new = current if isinstance(current, dict) else to_dict(current)
+    changed: list[str] = []
+    for name, value in old.items():
+        if value == new.get(name, value):
+            continue
+        same_length_records = (isinstance(value, list) and value and isinstance(value[0], dict)
+                               and isinstance(new[name], list) and len(value) == len(new[name]))
+        if same_length_records:
+            changed += [f"{name}{i}.{key}" for i, (a, b) in enumerate(zip(value, new[name]), 1)
+                        for key in a if isinstance(b, dict) and a[key] != b.get(key, a[key])]
+        else:
+            changed.append(name)
+    return changed
+
+
+def edited_name(name: str, base: Any, current: Any, shown: int = 3) -> str:
+    """'fast' when `current` is the named `base`, else 'fast (edited: epochs, lr)' (the first `shown` changes)."""
+    changed = changed_fields(base, current)
+    if not changed:
+        return name
+    more = f", +{len(changed) - shown} more" if len(changed) > shown else ""
+    return f"{name} (edited: {', '.join(changed[:shown])}{more})"
+
+
 def known_keys(cls: type, data: Any, where: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}.")
@@ -437,6 +466,5 @@ def nested_classes(cls: type) -> list[type]:
 
 
 __all__ = ["Spec", "setting", "specs", "searchable_specs", "spec_of", "names", "check", "check_value", "freeze_lists",
-           "to_dict",
-           "from_dict", "known_keys", "parse_text", "describe", "add_arguments", "values_from_args", "to_cli_args",
-           "json_schema", "nested_classes"]
+           "to_dict", "changed_fields", "edited_name", "from_dict", "known_keys", "parse_text", "describe",
+           "add_arguments", "values_from_args", "to_cli_args", "json_schema", "nested_classes"]

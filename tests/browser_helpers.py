@@ -95,6 +95,7 @@ def opened_page(url: str, height: int) -> Iterator:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": height})
         page.set_default_timeout(60_000)
+        prepare(page)
         page.goto(url)
         page.wait_for_selector("[data-testid='stMetricValue']")
         page.wait_for_selector(IDLE)
@@ -103,9 +104,62 @@ def opened_page(url: str, height: int) -> Iterator:
 
 
 def go_to(page, title: str):
-    """Open the app page `title` from the top navigation; returns the main area once the page is idle."""
+    """Open the app page `title` from the top navigation; returns the main area once its script run is over."""
+    watch_reruns(page)
     page.locator("[data-testid='stTopNavLink']").filter(has_text=title).click()
     page.locator("[data-testid='stTopNavLink'][aria-current='page']").filter(has_text=title).wait_for()
-    page.wait_for_timeout(200)  # let the page's rerun start before waiting for idle
-    page.wait_for_selector(IDLE)
+    wait_rerun(page)  # the page's own script run, started and ended
     return page.locator("[data-testid='stMain']")
+
+
+# Installed in every page before the app loads: counts the server's websocket messages, so a test can wait for
+# the reply to what it did (a fast script run can start and end between two looks at the script-state flag).
+COUNT_MESSAGES_JS = """
+window.__explorerMessages = 0;
+const ExplorerSocket = window.WebSocket;
+window.WebSocket = class extends ExplorerSocket {
+  constructor(...args) { super(...args); this.addEventListener('message', () => { window.__explorerMessages++; }); }
+};
+"""
+
+
+def prepare(page) -> None:
+    """Count the app's messages in `page` (call before page.goto)."""
+    page.add_init_script(COUNT_MESSAGES_JS)
+
+
+def watch_reruns(page) -> None:
+    """Remember how many messages the server has sent; wait_rerun() then waits for the next script run."""
+    page.evaluate("() => { window.__explorerArmed = window.__explorerMessages; }")
+
+
+def wait_rerun(page) -> None:
+    """Wait until the server has answered since watch_reruns() (its script run started) and the page is idle
+    again, two frames later (the script-state flag is drawn a frame after the message that sets it)."""
+    page.wait_for_function("() => window.__explorerMessages > window.__explorerArmed")
+    page.wait_for_function("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+                           ".then(() => true)")
+    page.wait_for_selector(IDLE)
+
+
+TABLE = ".st-key-arch-blocks"  # the Architecture page's blocks table (a data editor)
+ROW_PX = HEADER_PX = 35  # Streamlit's data editor rows and header
+
+
+def edit_width_cell(page, row: int, text: str) -> None:
+    """Type `text` into the width cell of block row `row` (from 0) of the blocks table and commit it with Enter.
+    The grid draws on a canvas: the cell is opened by a double click at its place (the row names' column has
+    a fixed width, explorer.ui.blocks_table.INDEX_PX)."""
+    from explorer.ui.blocks_table import INDEX_PX
+
+    grid = page.locator(f"{TABLE} [data-testid='stDataFrame']")
+    grid.wait_for()
+    box = grid.bounding_box()
+    page.mouse.dblclick(box["x"] + INDEX_PX + 20, box["y"] + HEADER_PX + row * ROW_PX + ROW_PX // 2)
+    # Type only once the cell's editor has the focus: keys sent while it mounts are lost.
+    page.wait_for_function("() => ['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName)")
+    page.keyboard.press("Control+A")
+    page.keyboard.type(text)
+    watch_reruns(page)
+    page.keyboard.press("Enter")
+

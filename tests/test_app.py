@@ -15,7 +15,7 @@ from explorer import PRESETS, model_cost
 from explorer.engine.recipes import RECIPES
 from explorer.ui import state as keys
 from explorer.ui import train_state as train_keys
-from explorer.ui.train_panel import HISTORY, RUN_ID
+from explorer.ui.resources import HISTORY, RUN_ID
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
@@ -44,6 +44,13 @@ def gauge_spec(at: AppTest) -> dict:
 
 
 TRAIN_PAGE = "explorer/ui/pages/train.py"
+
+
+def edit_width(at: AppTest, block: int, width: int) -> AppTest:
+    """Edit a block's width as the Architecture page's blocks table does (its cell edits go through
+    state.apply_block_edits; AppTest cannot type into a data editor: tests/test_browser.py does)."""
+    assert keys.apply_block_edits(at.session_state, {block - 1: {"out_channels": width}}) == []
+    return at.run()
 
 
 def open_train(at: AppTest) -> AppTest:
@@ -92,7 +99,7 @@ def test_default_preset_shows_its_params_and_no_error(app):
 
 
 def test_changing_a_width_changes_the_params_and_marks_custom(app):
-    app.number_input(key=keys.block_key(1, "out_channels")).set_value(30).run()
+    edit_width(app, 1, 30)
     conv = (dataclasses.replace(PRESETS["study-bn"].conv[0], out_channels=30), PRESETS["study-bn"].conv[1])
     expected = model_cost(dataclasses.replace(PRESETS["study-bn"], conv=conv)).params
     assert params_shown(app) == f"{expected:,}"
@@ -100,7 +107,7 @@ def test_changing_a_width_changes_the_params_and_marks_custom(app):
     assert app.selectbox(key=keys.PRESET).value == "custom"
     # The edit survives a rerun caused by another widget (the budget is not an architecture edit).
     app.number_input(key=keys.BUDGET).set_value(300_000).run()
-    assert app.number_input(key=keys.block_key(1, "out_channels")).value == 30
+    assert app.session_state[keys.block_key(1, "out_channels")] == 30
     assert params_shown(app) == f"{expected:,}"
     assert app.selectbox(key=keys.PRESET).value == "custom"
 
@@ -108,7 +115,7 @@ def test_changing_a_width_changes_the_params_and_marks_custom(app):
 def test_preset_picker_switches_and_over_budget_is_red(app):
     app.selectbox(key=keys.PRESET).set_value("study-wide").run()
     assert params_shown(app) == "267,530"
-    assert app.number_input(key=keys.block_key(1, "out_channels")).value == 32
+    assert app.session_state[keys.block_key(1, "out_channels")] == 32
     assert "over the budget" in app.warning[0].value
     bar = gauge_spec(app)
     assert bar["data"]["values"][0]["params"] == 267_530
@@ -147,12 +154,13 @@ def test_input_shape_changes_the_flatten_size(app):
 
 def test_auto_fit_scales_widths_into_the_budget(app):
     app.selectbox(key=keys.PRESET).set_value("study-wide").run()
+    app.radio(key="arch.fit_mode").set_value("uniform").run()  # every width alike (the other mode: the largest)
     fit = next(b for b in app.button if b.label.startswith("Auto-fit"))
     fit.click().run()
     params = int(params_shown(app).replace(",", ""))
     assert 240_000 < params <= 256_000
     assert app.selectbox(key=keys.PRESET).value == "custom"
-    assert app.number_input(key=keys.block_key(1, "out_channels")).value < 32
+    assert app.session_state[keys.block_key(1, "out_channels")] < 32
 
 
 def test_torchinfo_table_and_layer_table_are_shown(app):
@@ -399,11 +407,11 @@ def test_estimate_gives_seconds_per_epoch_and_the_epochs_that_fit(app, image_fol
 
 def test_a_hidden_block_keeps_its_values(app):
     app.slider(key=keys.N_CONV).set_value(3).run()
-    app.number_input(key=keys.block_key(3, "out_channels")).set_value(77).run()
+    edit_width(app, 3, 77)
     app.slider(key=keys.N_CONV).set_value(2).run()
     assert params_shown(app) == "164,310"  # back to the preset's shape (still labelled custom)
     app.slider(key=keys.N_CONV).set_value(3).run()
-    assert app.number_input(key=keys.block_key(3, "out_channels")).value == 77
+    assert app.session_state[keys.block_key(3, "out_channels")] == 77
 
 
 def test_a_stale_run_link_is_dropped_without_an_error(runs_dir):
@@ -464,7 +472,7 @@ def test_train_settings_survive_a_visit_to_another_page(app):
     open_train(app)
     app.number_input(key=train_keys.key("epochs")).set_value(9).run()
     app.switch_page("explorer/ui/pages/architecture.py").run()
-    app.number_input(key=keys.block_key(1, "out_channels")).set_value(30).run()
+    edit_width(app, 1, 30)
     open_train(app)
     assert app.number_input(key=train_keys.key("epochs")).value == 9
     assert app.selectbox(key=train_keys.RECIPE).value == "custom"
@@ -473,7 +481,7 @@ def test_train_settings_survive_a_visit_to_another_page(app):
 def test_the_url_follows_the_edits_and_reopens_the_same_design(app):
     assert not any(k in app.query_params for k in ("preset", "recipe", "d"))  # the defaults: a bare URL
     app.selectbox(key=keys.PRESET).set_value("tutorial").run()
-    app.number_input(key=keys.block_key(1, "out_channels")).set_value(9).run()
+    edit_width(app, 1, 9)
     open_train(app)
     app.number_input(key=train_keys.key("epochs")).set_value(7).run()
     link = {k: app.query_params[k] for k in ("preset", "recipe", "d") if k in app.query_params}
@@ -524,7 +532,7 @@ def test_a_conv_block_panel_keeps_its_identity_while_its_label_follows_the_edits
     # The browser keeps a panel open across reruns only while its block id stays the same; the label (a
     # summary of the block) changes with every edit, so the id must come from the key, not the label.
     before = block_panel(app, 1)
-    app.number_input(key=keys.block_key(1, "out_channels")).set_value(30).run()
+    edit_width(app, 1, 30)
     app.segmented_control(key=keys.block_key(1, "kernel")).set_value(3).run()
     after = block_panel(app, 1)
     assert before.label.startswith("conv1 · 25 ch · 5×5") and after.label.startswith("conv1 · 30 ch · 3×3")
@@ -563,7 +571,7 @@ def test_the_parameters_card_has_no_arrow(app):
 
 
 def test_unavailable_sources_are_only_in_the_pickers_help(app):
-    from explorer.ui.train_panel import picker_help
+    from explorer.ui.source_picker import picker_help
 
     open_train(app)
     assert not any(c.value.startswith("Not available") for c in app.caption)
@@ -643,9 +651,9 @@ def test_the_watched_run_shows_its_own_settings_and_loads_them(runs_dir):
 
 
 def params_shown_on_train(at: AppTest) -> str:
-    """The parameter count in the Start note ("Start trains **x** (62,006 params on ...")."""
+    """The parameter count in the Start note ("Start trains **x** with recipe **y** (62,006 params on ...")."""
     note = next(c.value for c in at.caption if c.value.startswith("Start trains"))
-    return note.split("(")[1].split(" params")[0]
+    return note.split(" params on")[0].rsplit("(", 1)[1]
 
 
 def test_a_file_instead_of_a_folder_says_so(app, tmp_path, image_folder_factory):

@@ -15,10 +15,14 @@ from browser_helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
     IDLE,
+    TABLE,
     artifacts_path,
+    edit_width_cell,
     go_to,
     opened_page,
+    prepare,
     running_app,
+    wait_rerun,
 )
 
 pytestmark = BROWSER_MARKS
@@ -53,6 +57,26 @@ def test_default_preset_params_are_shown(page, artifacts_dir):
     page.wait_for_timeout(500)  # let the charts finish drawing before the picture
     page.screenshot(path=str(artifacts_dir / "architecture.png"))
     assert (artifacts_dir / "architecture.png").stat().st_size > 10_000
+
+
+def test_every_width_is_edited_in_the_blocks_table(page):
+    """Issue 21 item 1: the widths sit in one table on the page, each block's cost beside it; an edit there
+    costs the new network at once and names the preset it started from."""
+    import dataclasses
+
+    from explorer.arch.cost import model_cost
+    from explorer.arch.presets import PRESETS
+
+    assert page.locator(f"{TABLE} #glide-cell-1-0").text_content() == "25"
+    assert page.locator(f"{TABLE} #glide-cell-2-0").text_content() == "1950"  # conv1's params beside it
+    edit_width_cell(page, row=1, text="64")
+    wait_rerun(page)
+    base = PRESETS["study-bn"]
+    edited = dataclasses.replace(base, conv=(base.conv[0], dataclasses.replace(base.conv[1], out_channels=64)))
+    page.wait_for_function(f"() => document.querySelector('{TABLE} #glide-cell-1-1')?.textContent === '64'")
+    assert metric_value(page, "Parameters") == f"{model_cost(edited).params:,}"
+    preset = page.locator("[data-testid='stSidebar']").get_by_role("combobox", name="Preset")
+    assert preset.input_value() == "study-bn (edited: conv2.out_channels)"
 
 
 def _set_number(page, label: str, value: int) -> None:
@@ -132,6 +156,7 @@ def test_a_copied_link_opens_the_same_design(app_url):
     with sync_playwright() as playwright:  # a fresh browser: nothing but the link travels
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
+        prepare(page)
         page.goto(link)
         page.get_by_label("Epochs", exact=True).wait_for()
         page.wait_for_selector(IDLE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from explorer import schema
 from explorer.arch.config import ArchConfig, ConvBlock
 
 
@@ -96,3 +97,11 @@ ANCHORS: dict[str, Anchor] = {
 }
 
 DEFAULT_PRESET = "study-bn"
+
+
+def preset_label(name: str | None, arch: ArchConfig | dict | None) -> str:
+    """How a network is named to the user: 'fast', 'fast (edited: conv1.out_channels)', or 'custom' when it
+    started from no preset (or from one this version does not have). `arch` may be its to_dict (a run record)."""
+    if name not in PRESETS or arch is None:
+        return "custom"
+    return schema.edited_name(name, PRESETS[name], arch)

@@ -161,6 +161,14 @@ def list_folder(path: Path) -> tuple[dict[str, dict[str, list[Path]]], str]:
                         "or pick a folder that holds only train/<class>/ images.") from None
 
 
+def _has_train_folder(source: str) -> bool:
+    return (Path(source.partition(":")[2].strip()).expanduser() / "train").is_dir()
+
+
+def _first_names(names: list[str], shown: int = 4) -> str:
+    return ", ".join(names[:shown]) + (f", … {len(names) - shown:,} more" if len(names) > shown else "")
+
+
 def _decode_folder(source: str, splits: dict) -> Dataset:
     classes = list(splits["train"])
     decoded = {split: _decode_split(listing) for split, listing in splits.items()}
@@ -179,6 +187,9 @@ def _decode_folder(source: str, splits: dict) -> Dataset:
         test_x, test_y = tensors["test"]
     else:
         train_x, train_y, test_x, test_y = holdout_split(train_x, train_y, HOLDOUT_FRACTION, HOLDOUT_SEED)
+    if "test" not in splits and not _has_train_folder(source):
+        notes.append(f"no train/ folder: its {len(classes):,} sub-folders ({_first_names(classes)}) are taken as "
+                     "the classes, every image in them as training data")
     if "test" not in splits:
         notes.append(f"no test/ folder: {len(test_y):,} training images ({HOLDOUT_FRACTION:.0%} per class, "
                      f"seed {HOLDOUT_SEED}) held out for testing")

@@ -1,5 +1,6 @@
 """Named training recipes (TrainConfig) with why-comments; DEFAULT_RECIPE is what the app starts with."""
 
+from explorer import schema
 from explorer.engine.config import TrainConfig
 
 RECIPES: dict[str, TrainConfig] = {
@@ -29,3 +30,10 @@ RECIPES: dict[str, TrainConfig] = {
 }
 
 DEFAULT_RECIPE = "fast"
+
+
+def recipe_label(name: str | None, train: TrainConfig | dict | None) -> str:
+    """How a training setup is named to the user: 'fast', 'fast (edited: epochs)', or 'custom'."""
+    if name not in RECIPES or train is None:
+        return "custom"
+    return schema.edited_name(name, RECIPES[name], train)

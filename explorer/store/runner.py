@@ -39,7 +39,7 @@ from typing import Any
 
 from explorer.arch.config import ArchConfig, ConvBlock
 from explorer.arch.cost import model_cost
-from explorer.arch.presets import PRESETS
+from explorer.arch.presets import PRESETS, preset_label
 from explorer.atomic import atomic_write_json, json_safe
 from explorer.engine.config import TrainConfig
 from explorer.engine.data import canonical_source
@@ -283,7 +283,7 @@ class RunProcess:
         except ExplorerError:
             params = flops = None
         return {"format_version": RECORD_VERSION, "id": self.run_id,
-                "name": spec.name or f"{spec.preset or 'custom'} on {spec.data}", "status": "queued",
+                "name": spec.name or f"{preset_label(spec.preset, spec.arch)} on {spec.data}", "status": "queued",
                 "created": _now(), "started": None, "finished": None, "preset": spec.preset, "recipe": spec.recipe,
                 "arch": spec.arch.to_dict(), "train": spec.train.to_dict(), "data": canonical_source(spec.data),
                 "data_fingerprint": None, "input_shape": None, "num_classes": None, "classes": None,

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from explorer.arch.presets import preset_label
 from explorer.engine.data import canonical_source
+from explorer.engine.recipes import recipe_label
 from explorer.store.events import History
 from explorer.store.runs import RunError, read_history, read_run
 
@@ -54,11 +56,19 @@ def _summary(record: dict) -> dict:
     return record.get("summary") or {}
 
 
+def _named(label: Any, record: dict, name_key: str, config_key: str) -> str | None:
+    """'fast' or 'fast (edited: epochs)' for the record's preset or recipe; None (shown 'custom') without one."""
+    if not record.get(name_key) or not isinstance(record.get(config_key), dict):
+        return None
+    return label(record[name_key], record[config_key])
+
+
 def table_row(record: dict) -> dict:
     summary = _summary(record)
     return {
         "id": record.get("id"), "name": record.get("name") or record.get("preset") or record.get("id"),
-        "preset": record.get("preset"), "recipe": record.get("recipe"), "status": record.get("status"),
+        "preset": _named(preset_label, record, "preset", "arch"),
+        "recipe": _named(recipe_label, record, "recipe", "train"), "status": record.get("status"),
         "params": record.get("params"), "flops": record.get("flops"),
         "best_test_accuracy": summary.get("best_test_accuracy"),
         "final_test_accuracy": summary.get("final_test_accuracy"),

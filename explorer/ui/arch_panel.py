@@ -1,4 +1,4 @@
-"""The Architecture tab: metric cards, budget gauge, per-layer cost, torchinfo summary, conventions."""
+"""The Architecture page: metric cards, budget gauge, per-layer cost, torchinfo summary, conventions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from explorer.arch.config import ArchConfig
 from explorer.arch.cost import LayerCost, ModelCost, build_refusal, model_cost
 from explorer.arch.summary import SummaryTable, torchinfo_summary
 from explorer.errors import ConfigError
-from explorer.ui import arch_charts, arch_diagram
+from explorer.ui import arch_charts, arch_diagram, blocks_table
 from explorer.ui.arch_charts import budget_color
 from explorer.ui.charts import OK_COLOR, OVER_COLOR, WARN_COLOR
 from explorer.ui.format import human, human_bytes
@@ -190,7 +190,7 @@ def _config_download(cfg: ArchConfig, selection: Selection) -> None:
 
 
 def render(selection: Selection) -> None:
-    """The Architecture tab for the sidebar's selection; a bad config shows st.error and nothing else."""
+    """The Architecture page for the sidebar's selection; a bad config shows st.error and nothing else."""
     if selection.cfg is None:
         st.error(selection.error)
         return
@@ -200,9 +200,10 @@ def render(selection: Selection) -> None:
         st.error(str(err))
         return
     c, h, w = selection.input_shape
-    name = selection.preset or "custom"
+    name = selection.name
     st.markdown(f"**{name}** on a {c}×{h}×{w} input with {selection.num_classes} classes")
     _metric_cards(cost)
+    blocks_table.render(selection.cfg, cost)
     gauge, detail = st.columns([1, 2])
     with gauge:
         st.vega_lite_chart(arch_charts.budget_spec(cost.params, cost.budget), key="arch.gauge")

@@ -88,7 +88,7 @@ def _pick_checkpoint() -> tuple[LoadedCheckpoint | None, str | None]:
     runs_dir = settings.default_runs_dir()
     options = checkpoint_options(runs_dir)
     if not options:
-        st.info(f"No checkpoints in `{runs_dir}` yet: train a network in the Train tab, or upload a file.")
+        st.info(f"No checkpoints in `{runs_dir}` yet: train a network on the Train page, or upload a file.")
         return None, None
     if st.session_state.get(SAVED) not in options:
         st.session_state[SAVED] = next(iter(options))
@@ -144,7 +144,7 @@ def _pct(value: float | None) -> str:
 
 def data_options(trained_on: str | None) -> list[str]:
     """Sources to offer: the one the checkpoint was trained on first, then what is on this machine."""
-    from explorer.ui.train_panel import cached_sources  # the Train tab's scan, refreshed every 30 s
+    from explorer.ui.resources import cached_sources  # the Train page's scan, refreshed every 30 s
 
     names = [s["name"] for s in cached_sources() if s["available"]]
     if trained_on:
@@ -256,7 +256,7 @@ def _gallery(evaluation, images: list[np.ndarray]) -> None:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _build_export(identity: str, fmt: str, _loaded: LoadedCheckpoint) -> ExportResult:
     """The checked export of one checkpoint in one format (identity: path@mtime or the upload's hash)."""
-    from explorer.ui.train_panel import cached_dataset  # checks the source against the allowed data roots
+    from explorer.ui.resources import cached_dataset  # checks the source against the allowed data roots
 
     images = check_images(_loaded, settings.default_data_dir(), load=cached_dataset)
     source = str(_loaded.path) if _loaded.path else "an uploaded checkpoint"
@@ -335,9 +335,9 @@ def _resume_section(loaded: LoadedCheckpoint) -> None:
 def _start_resume(record: dict, epochs: int) -> str:
     """Start a new run that continues the record's run (its weights and optimizer state) for `epochs` epochs:
     the Train page's resume, watched there as if it had been started there."""
-    from explorer.ui import stop_resume, train_panel
+    from explorer.ui import resources, stop_resume
 
-    return stop_resume.start_resume(train_panel.current_runner(), record, epochs, train_panel.attach,
+    return stop_resume.start_resume(resources.current_runner(), record, epochs, resources.attach,
                                     ": open the Train page to follow it")
 
 # ----------------------------------------------------------------------------------------------- page

@@ -13,11 +13,11 @@ import streamlit as st
 
 from explorer.engine.config import TrainConfig
 from explorer.engine.dataset import Dataset
-from explorer.errors import ConfigError, ExplorerError
+from explorer.errors import ConfigError
 from explorer.inspect import data as inspect_data
 from explorer.inspect.data import ClassCount
+from explorer.ui import resources, source_picker, widgets
 from explorer.ui import state as arch_keys
-from explorer.ui import train_panel, widgets
 from explorer.ui import train_state as keys
 from explorer.ui.charts import TEST_COLOR, TRAIN_COLOR
 from explorer.ui.state import Selection
@@ -63,7 +63,11 @@ def counts_spec(counts: list[ClassCount]) -> dict:
 @st.cache_data(max_entries=8, show_spinner=False)
 def cached_grid(source: str, fingerprint: str, per_class: int) -> np.ndarray:
     """The sample grid of a dataset (keyed by its content's fingerprint: a changed folder is drawn anew)."""
-    return inspect_data.sample_grid(train_panel.cached_dataset(source), per_class, max_classes=GRID_CLASSES)
+    return inspect_data.sample_grid(resources.cached_dataset(source), per_class, max_classes=GRID_CLASSES)
+
+
+def _on_setting_edit() -> None:
+    keys.mark_custom(st.session_state)  # the same settings as the Train page's: an edit leaves the recipe
 
 
 def _on_draw() -> None:
@@ -75,9 +79,7 @@ def _on_use_shape(shape: tuple[int, int, int], classes: int) -> None:
 
 
 def _summary(dataset: Dataset, selection: Selection) -> None:
-    st.markdown(f"**{dataset.describe()}**")
-    for note in dataset.notes:
-        st.caption(note)
+    """The input-shape mismatch, if any (what the dataset holds is shown under the picker)."""
     if (selection.input_shape, selection.num_classes) != (dataset.input_shape, dataset.num_classes):
         shape = "×".join(map(str, selection.input_shape))
         st.info(f"The sidebar's network is set for {shape} inputs and {selection.num_classes} classes, not this "
@@ -120,7 +122,7 @@ def _normalization(dataset: Dataset, train_cfg: TrainConfig) -> None:
     st.subheader("Normalization")
     left, right = st.columns([1, 2])
     widgets.draw(TrainConfig, "normalization", keys.key("normalization"), container=left,
-                 on_change=train_panel.on_setting_edit)
+                 on_change=_on_setting_edit)
     table = _stats_table(dataset, train_cfg)
     right.dataframe(table, hide_index=True, column_config=STATS_COLUMNS, key="data.stats")
     first = table.iloc[0]
@@ -133,9 +135,9 @@ def _augmentation(dataset: Dataset, train_cfg: TrainConfig) -> None:
     st.subheader("Augmentation preview")
     columns = st.columns([2, 1, 1])
     widgets.draw(TrainConfig, "augment", keys.key("augment"), container=columns[0],
-                 on_change=train_panel.on_setting_edit)
+                 on_change=_on_setting_edit)
     widgets.draw(TrainConfig, "crop_padding", keys.key("crop_padding"), container=columns[1],
-                 on_change=train_panel.on_setting_edit)
+                 on_change=_on_setting_edit)
     with columns[2]:
         st.write("")  # align the button with the inputs
         st.button("New random draw", key="data.new_draw", on_click=_on_draw, width="stretch")
@@ -160,18 +162,10 @@ def render(selection: Selection) -> None:
     keys.init_state(state)
     top_left, top_right = st.columns([2, 3])
     with top_left:
-        train_panel.dataset_picker()
+        dataset = source_picker.train_picker()
+    if dataset is None:
+        return  # the picker says why
     source = keys.source_from_values(state)
-    if source == "folder:":
-        top_right.info("Enter the folder that holds train/<class>/ images (and optionally test/<class>/).")
-        return
-    if train_panel.DATA_ERROR in state:
-        return  # the picker shows why the dataset did not load
-    try:
-        dataset = train_panel.cached_dataset(source)
-    except ExplorerError as err:
-        st.error(str(err))
-        return
     with top_right:
         _summary(dataset, selection)
     _counts(dataset)

@@ -2,7 +2,7 @@
 
 Accuracies arrive as fractions in [0, 1] and are drawn as percentages, like the training charts.
 Figures are built in one go from plain dicts (as in explorer.ui.charts): plotly validates that far faster than
-a chain of update_* calls, and the Runs tab redraws several figures per rerun.
+a chain of update_* calls, and the Runs page redraws several figures per rerun.
 """
 
 from __future__ import annotations

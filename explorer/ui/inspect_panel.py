@@ -98,7 +98,7 @@ def _describe(loaded: LoadedCheckpoint) -> None:
 
 def _test_set(loaded: LoadedCheckpoint) -> Dataset:
     """The test split of the data the checkpoint was trained on; DataError when it cannot be used here."""
-    from explorer.ui.train_panel import cached_dataset  # the Train page's cache: one decoded copy per source
+    from explorer.ui.resources import cached_dataset  # the shared cache: one decoded copy per source
 
     source = loaded.meta.get("data")
     if not source:

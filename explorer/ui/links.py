@@ -244,8 +244,12 @@ def source_values(source: str) -> dict[str, Any]:
 def design_values(design: Design) -> dict[str, Any]:
     """Every widget value (sidebar and Train page) that shows `design`."""
     values = arch_keys.arch_to_values(design.arch) | train_keys.train_to_values(design.train)
-    values |= {arch_keys.PRESET: design.preset or arch_keys.CUSTOM, arch_keys.BUDGET: design.budget,
-               train_keys.RECIPE: design.recipe or train_keys.CUSTOM, train_keys.BASE: design.train.to_dict()}
+    # An edited design is named after the preset and recipe nearest to it ('fast (edited: fc1)').
+    base_preset = design.preset or _nearest(design.arch, PRESETS, DEFAULT_PRESET, arch_diff)[0]
+    base_recipe = design.recipe or _nearest(design.train, RECIPES, DEFAULT_RECIPE, train_diff)[0]
+    values |= {arch_keys.PRESET: design.preset or arch_keys.CUSTOM, arch_keys.BASE_PRESET: base_preset,
+               arch_keys.BUDGET: design.budget, train_keys.RECIPE: design.recipe or train_keys.CUSTOM,
+               train_keys.BASE: RECIPES[base_recipe].to_dict()}
     arch_keys.set_input(values, design.input_shape, design.num_classes)
     return values | source_values(design.data)
 

@@ -344,7 +344,7 @@ def render() -> None:
     records = list_runs(runs_dir)
     table = runs_table(records)
     if table.empty:
-        st.info(f"No runs in `{runs_dir}` yet: train a network in the Train tab and it appears here.")
+        st.info(f"No runs in `{runs_dir}` yet: train a network on the Train page and it appears here.")
         return
     _table_section(table)
     labels = _labels(table)

@@ -35,7 +35,7 @@ from explorer.search.study import (
 )
 from explorer.store import settings
 from explorer.store.runner import RunSpec
-from explorer.ui import navigation, search_charts, space_editor, train_panel
+from explorer.ui import navigation, resources, search_charts, source_picker, space_editor, train_state
 from explorer.ui import state as arch_keys
 from explorer.ui.state import Selection
 
@@ -43,7 +43,7 @@ POLL_SECONDS = 2.0
 NEW = "➕ New search"
 DEFAULT_PRESET = "fast"
 OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,flops")
-SYNTHETIC, FOLDER_CHOICE = "synthetic", "folder:…"
+SYNTHETIC, FOLDER_CHOICE = "synthetic", train_state.FOLDER_CHOICE
 
 PICK, NAME, SOURCE, FOLDER, SYNTHETIC_SIZE = "search.pick", "search.name", "search.source", "search.folder", \
     "search.synthetic_size"
@@ -59,6 +59,7 @@ OPTIONS_OF = "search.options_of"  # the search whose last run options the worker
 WIDGETS = (PICK, TRIAL, NAME, SOURCE, FOLDER, SYNTHETIC_SIZE, PER_TRIAL, TRIAL_SECONDS, TRIAL_EPOCHS, OBJECTIVE,
            FLOPS_BUDGET, SPACE, WORKERS, TRIALS, LONGER_EPOCHS, BASELINE, STORAGE)
 KEEP = "search.keep."
+PICKER = train_state.SourceKeys(SOURCE, FOLDER, SYNTHETIC_SIZE)
 DEFAULTS = {SOURCE: SYNTHETIC, FOLDER: "", SYNTHETIC_SIZE: 2000, PER_TRIAL: "seconds per trial", TRIAL_SECONDS: 60.0,
             TRIAL_EPOCHS: 2, OBJECTIVE: "accuracy", FLOPS_BUDGET: 0.0, WORKERS: 2, TRIALS: 20, NAME: "", BASELINE: True,
             STORAGE: ""}
@@ -91,11 +92,7 @@ def _remember(state: MutableMapping[str, Any]) -> None:
 
 
 def source_of(state: MutableMapping[str, Any]) -> str:
-    if state[SOURCE] == FOLDER_CHOICE:
-        return f"folder:{str(state[FOLDER]).strip()}"
-    if state[SOURCE] == SYNTHETIC:
-        return f"synthetic:{int(state[SYNTHETIC_SIZE])}"
-    return state[SOURCE]
+    return train_state.source_of(state, PICKER)
 
 
 def space_error(text: str) -> str | None:
@@ -209,11 +206,11 @@ def _on_train_longer(name: str, row: dict, data: str) -> None:
     state.pop(ERROR, None)
     try:
         settings.check_app_source(data)
-        run_id = train_panel.current_runner().start(longer_spec(name, row, data, int(state[LONGER_EPOCHS])))
+        run_id = resources.current_runner().start(longer_spec(name, row, data, int(state[LONGER_EPOCHS])))
     except ExplorerError as err:
         state[ERROR] = str(err)
         return
-    train_panel.attach(run_id)
+    resources.attach(run_id)
     state[SWITCH] = "train"
 
 
@@ -221,17 +218,8 @@ def _on_train_longer(name: str, row: dict, data: str) -> None:
 
 
 def _data_picker() -> None:
-    sources = train_panel.cached_sources()
-    labels = {s["name"]: s["label"] for s in sources if s["available"]} | {FOLDER_CHOICE: "Image folder…"}
-    if st.session_state[SOURCE] not in labels:
-        st.session_state[SOURCE] = SYNTHETIC
-    st.selectbox("Dataset", list(labels), key=SOURCE, format_func=labels.get,
-                 help="Trials train on it minus a seeded validation split; the objective is measured on that split.")
-    if st.session_state[SOURCE] == SYNTHETIC:
-        st.number_input("Synthetic training images", 20, 200_000, step=500, key=SYNTHETIC_SIZE)
-    if st.session_state[SOURCE] == FOLDER_CHOICE:
-        st.text_input("Folder with train/<class>/ (and test/<class>/) images", key=FOLDER,
-                      placeholder="/path/to/images")
+    source_picker.render(PICKER, help="Trials train on it minus a seeded validation split; the objective is "
+                                      "measured on that split.")
 
 
 def _trial_settings() -> None:

@@ -7,6 +7,7 @@ import streamlit as st
 from explorer import schema
 from explorer.arch.config import CLASSES_RANGE, MAX_INPUT_CHANNELS, MAX_INPUT_SIZE, ArchConfig, ConvBlock
 from explorer.arch.cost import BUDGET_RANGE, fit_to_budget
+from explorer.arch.fit import fit_largest, width_changes, widths
 from explorer.errors import ConfigError
 from explorer.ui import state as keys
 from explorer.ui import widgets
@@ -20,25 +21,66 @@ PERSIST = {"persist_state": "session"}
 def _on_preset() -> None:
     keys.load_preset(st.session_state, st.session_state[keys.PRESET])
     st.session_state.pop(FIT_ERROR, None)
+    st.session_state.pop(FIT_MESSAGE, None)
 
 
 def _on_edit() -> None:
     keys.mark_custom(st.session_state)
+    st.session_state.pop(FIT_MESSAGE, None)  # it described the widths before this edit
+
+
+FIT_MESSAGE = "arch.fit_message"
+FIT_MODE, FIT_LOCKED = "arch.fit_mode", "arch.fit_locked"
+FIT_MODES = {"largest": "Cut the largest contributors first", "uniform": "Scale every width alike"}
 
 
 def _on_auto_fit() -> None:
-    """Scale every width uniformly to the largest network that fits the budget."""
+    """Fit the widths to the budget the chosen way; say which widths changed and by how much."""
     state = st.session_state
+    state.pop(FIT_MESSAGE, None)
     try:
         cfg = keys.arch_from_values(state)
         shape, classes = keys.input_from_values(state)
-        fitted = fit_to_budget(cfg, int(state[keys.BUDGET]), shape, classes)
+        budget = int(state[keys.BUDGET])
+        if state.get(FIT_MODE, "largest") == "uniform":
+            fitted = fit_to_budget(cfg, budget, shape, classes)
+        else:
+            fitted = fit_largest(cfg, budget, shape, classes, locked=state.get(FIT_LOCKED) or ())
     except ConfigError as err:
         state[FIT_ERROR] = str(err)
         return
     state.pop(FIT_ERROR, None)
+    changes = width_changes(cfg, fitted)
+    state[FIT_MESSAGE] = ("Fitted: " + "; ".join(map(str, changes)) + ".") if changes else \
+        "Nothing to change: the network already fits the budget."
     keys.apply_widths(state, fitted)
     keys.mark_custom(state)
+
+
+def _auto_fit() -> None:
+    sb = st.sidebar
+    with sb.expander("Auto-fit widths to the budget", expanded=False, key="arch.panel.fit"):
+        st.radio("How", list(FIT_MODES), format_func=FIT_MODES.get, key=FIT_MODE,
+                 help="Largest contributors: cut, 10 % at a time, the width whose cut saves the most parameters "
+                      "(only shrinks). Every width alike: one factor for all, up or down.")
+        names = list(widths(keys.arch_from_values(st.session_state))) if _buildable() else []
+        # A lock on a layer that is gone (fewer blocks now) is dropped: the picker refuses unknown choices.
+        st.session_state[FIT_LOCKED] = [n for n in st.session_state.get(FIT_LOCKED) or [] if n in names]
+        st.multiselect("Keep these layers' widths", names, key=FIT_LOCKED, placeholder="none locked",
+                       disabled=st.session_state.get(FIT_MODE, "largest") == "uniform")
+        st.button("Auto-fit widths to budget", on_click=_on_auto_fit, width="stretch", key="arch.fit")
+    if FIT_ERROR in st.session_state:
+        sb.error(st.session_state[FIT_ERROR])
+    elif FIT_MESSAGE in st.session_state:
+        sb.info(st.session_state[FIT_MESSAGE])
+
+
+def _buildable() -> bool:
+    try:
+        keys.arch_from_values(st.session_state)
+    except ConfigError:
+        return False
+    return True
 
 
 def _block_label(i: int) -> str:
@@ -60,7 +102,8 @@ def _block_widgets(i: int) -> None:
     # every edit): the browser then keeps it open across edits instead of drawing a new, closed one.
     with st.sidebar.expander(_block_label(i), expanded=False, key=f"arch.panel.conv{i}"):
         for name in keys.BLOCK_FIELDS:
-            widgets.draw(ConvBlock, name, keys.block_key(i, name), on_change=_on_edit, **PERSIST)
+            if name != "out_channels":  # widths: all at once in the Architecture page's blocks table
+                widgets.draw(ConvBlock, name, keys.block_key(i, name), on_change=_on_edit, **PERSIST)
 
 
 def _conv_stage() -> None:
@@ -102,7 +145,7 @@ def _input_and_budget() -> None:
     sb.number_input("Parameter budget", *BUDGET_RANGE, step=1_000, key=keys.BUDGET,
                     help="The study's budget is 256,000 parameters.")
     with sb.expander("Input shape and classes", expanded=False):
-        st.caption("Set by the dataset chosen in the Train tab; edit to explore other inputs.")
+        st.caption("Set by the dataset chosen on the Train page; edit to explore other inputs.")
         c, h, w = st.columns(3)
         c.number_input("C", 1, MAX_INPUT_CHANNELS, step=1, key=keys.IN_C)
         h.number_input("H", 1, MAX_INPUT_SIZE, step=1, key=keys.IN_H)
@@ -115,16 +158,16 @@ def render() -> Selection:
     state = st.session_state
     keys.init_state(state)
     st.sidebar.title("Architecture")
+    custom = keys.network_name(state)  # computed once: the picker formats its options with it
     st.sidebar.selectbox("Preset", keys.preset_options(), key=keys.PRESET, on_change=_on_preset,
-                         help="The study's networks and budget-optimal ones. Any edit turns this into 'custom'.")
+                         format_func=lambda name: custom if name == keys.CUSTOM else name,
+                         help="The study's networks and budget-optimal ones. An edit names what changed: "
+                              "'fast (edited: fc1)'.")
     _input_and_budget()
     _conv_stage()
     _classifier()
     _layer_options()
-    st.sidebar.button("Auto-fit widths to budget", on_click=_on_auto_fit, width="stretch",
-                      help="Scales every conv and FC width by one factor: the largest network within the budget.")
-    if FIT_ERROR in state:
-        st.sidebar.error(state[FIT_ERROR])
+    _auto_fit()
     return selection()
 
 
@@ -137,5 +180,6 @@ def selection() -> Selection:
         cfg, error = keys.arch_from_values(state), None
     except ConfigError as err:
         cfg, error = None, str(err)
-    return Selection(cfg=cfg, error=error, preset=preset, input_shape=shape, num_classes=classes,
+    return Selection(cfg=cfg, error=error, preset=preset, base=state.get(keys.BASE_PRESET), input_shape=shape,
+                     num_classes=classes,
                      budget=int(state[keys.BUDGET]))

@@ -2,7 +2,7 @@
 
 Plain functions over a MutableMapping (st.session_state in the app, a dict in tests), no Streamlit import:
 every widget has an explicit key, gets its value from session state (never `value=`), and the ArchConfig is
-always rebuilt from those values, so a rerun, a tab switch or a preset edit never loses what the user set.
+always rebuilt from those values, so a rerun, a page switch or a preset edit never loses what the user set.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from typing import Any
 from explorer import schema
 from explorer.arch.config import ArchConfig, ConvBlock
 from explorer.arch.cost import DEFAULT_BUDGET
-from explorer.arch.presets import DEFAULT_PRESET, PRESETS
+from explorer.arch.presets import DEFAULT_PRESET, PRESETS, preset_label
+from explorer.errors import ConfigError
 
 CUSTOM = "custom"
 PRESET = "arch.preset"
+BASE_PRESET = "arch.base_preset"  # the preset last loaded: an edited network is named after it
 BUDGET = "arch.budget"
 N_CONV = "arch.n_conv"
 N_FC = "arch.n_fc"
@@ -98,7 +100,7 @@ def load_preset(state: MutableMapping[str, Any], name: str) -> None:
     """Put preset `name`'s values into the widgets (no-op for 'custom')."""
     if name in PRESETS:
         state.update(arch_to_values(PRESETS[name]))
-        state[PRESET] = name
+        state[PRESET] = state[BASE_PRESET] = name
 
 
 def init_state(state: MutableMapping[str, Any]) -> None:
@@ -107,8 +109,8 @@ def init_state(state: MutableMapping[str, Any]) -> None:
     if PRESET not in state:
         load_preset(state, DEFAULT_PRESET)
     defaults = arch_to_values(PRESETS[DEFAULT_PRESET]) | {
-        BUDGET: DEFAULT_BUDGET, IN_C: DEFAULT_INPUT[0], IN_H: DEFAULT_INPUT[1], IN_W: DEFAULT_INPUT[2],
-        NUM_CLASSES: DEFAULT_CLASSES,
+        BASE_PRESET: DEFAULT_PRESET, BUDGET: DEFAULT_BUDGET, IN_C: DEFAULT_INPUT[0], IN_H: DEFAULT_INPUT[1],
+        IN_W: DEFAULT_INPUT[2], NUM_CLASSES: DEFAULT_CLASSES,
     }
     for i in range(2, MAX_CONV_BLOCKS + 1):
         # A vanished block slot continues from the block before it, like arch_to_values does.
@@ -134,8 +136,35 @@ def apply_widths(state: MutableMapping[str, Any], cfg: ArchConfig) -> None:
         state[fc_key(i)] = units
 
 
+def apply_block_edits(state: MutableMapping[str, Any], edited_rows: Mapping[Any, Mapping[str, Any]]) -> list[str]:
+    """Write a blocks table's cell edits ({row: {field: value}}, rows from 0) into the block values; marks the
+    network custom. A refused value (empty, out of range, not a choice) keeps the last valid one: the returned
+    messages name the block, the field and what is allowed, one each."""
+    refused = []
+    for row, changes in edited_rows.items():
+        index = int(row) + 1
+        for name, value in changes.items():
+            if name not in BLOCK_FIELDS:
+                continue  # a read-only cost column
+            spec = schema.spec_of(ConvBlock, name)
+            try:
+                if value is None:
+                    raise ConfigError(f"conv{index} {name}: empty; use {schema.describe(spec)}.")
+                if spec.kind == "int" and isinstance(value, float) and not value.is_integer():
+                    raise ConfigError(f"conv{index} {name}: expected a whole number, got {value!r}; "
+                                      f"use a value from {spec.low} to {spec.high}.")
+                typed = _typed(ConvBlock, name, value)
+                schema.check_value(spec, typed, f"conv{index} ")
+            except (ConfigError, TypeError, ValueError) as err:
+                refused.append(f"{err} Kept {state[block_key(index, name)]!r}.")
+                continue
+            state[block_key(index, name)] = typed
+            mark_custom(state)
+    return refused
+
+
 def set_input(state: MutableMapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> None:
-    """The Train tab's dataset choice sets the input shape and the number of classes of the network."""
+    """The Train page's dataset choice sets the input shape and the number of classes of the network."""
     state[IN_C], state[IN_H], state[IN_W] = (int(v) for v in input_shape)
     state[NUM_CLASSES] = int(num_classes)
 
@@ -146,10 +175,27 @@ class Selection:
 
     cfg: ArchConfig | None
     error: str | None
-    preset: str | None
+    preset: str | None  # the preset, when the network is exactly one
     input_shape: tuple[int, int, int]
     num_classes: int
     budget: int
+    base: str | None = None  # the preset it started from (edited or not)
+
+    @property
+    def name(self) -> str:
+        """'fast', 'fast (edited: conv1.out_channels)' or 'custom'."""
+        return preset_label(self.base, self.cfg)
+
+
+def network_name(values: Mapping[str, Any]) -> str:
+    """The sidebar network's name as the preset picker shows its 'custom' choice: 'fast (edited: fc)'; 'custom'
+    while invalid or when the edits were undone (an option must not read like another: the picker tells its
+    options apart by their text)."""
+    try:
+        name = preset_label(values.get(BASE_PRESET), arch_from_values(values))
+    except ConfigError:
+        return CUSTOM
+    return CUSTOM if name in PRESETS else name
 
 
 def input_from_values(values: Mapping[str, Any]) -> tuple[tuple[int, int, int], int]:

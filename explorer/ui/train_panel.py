@@ -1,7 +1,7 @@
-"""The Train tab: dataset, recipe and training widgets, time estimate, Start/Stop, live progress and charts.
+"""The Train page: dataset, recipe and training widgets, time estimate, Start/Stop, live progress and charts.
 
 A run is its own process (`python -m explorer train ...`, started by explorer.store.runner.Runner), never the
-script run or a thread of this server: a widget click, a tab switch or a restart of the server cannot touch it.
+script run or a thread of this server: a widget click, a page switch or a restart of the server cannot touch it.
 The page only reads the run folder. The watched run id lives in st.session_state and in the URL (?run=ID), so
 a reloaded page re-attaches; runs still training are found by reading the runs folder, so a restarted server
 offers them too. The live area is an st.fragment that reads the new events about once a second and stops
@@ -21,62 +21,36 @@ import streamlit as st
 from explorer import schema
 from explorer.arch.config import ArchConfig
 from explorer.arch.cost import TooLargeToBuild, buildable_cost, model_cost
-from explorer.arch.presets import PRESETS
+from explorer.arch.presets import PRESETS, preset_label
 from explorer.engine.config import TrainConfig
-from explorer.engine.data import available_sources, load_dataset
-from explorer.engine.dataset import Dataset
-from explorer.engine.recipes import RECIPES
+from explorer.engine.recipes import RECIPES, recipe_label
 from explorer.engine.train import batch_count, estimate_epoch_seconds
 from explorer.errors import ConfigError, ExplorerError
 from explorer.store import settings
 from explorer.store.events import ACTIVE_STATUSES, History, fold
 from explorer.store.groups import MAX_REPEAT, repeat_specs
-from explorer.store.runner import Runner, RunSpec
-from explorer.ui import charts, links, stop_resume, widgets
+from explorer.store.runner import RunSpec
+from explorer.ui import charts, links, source_picker, stop_resume, widgets
 from explorer.ui import state as arch_keys
 from explorer.ui import train_state as keys
 from explorer.ui.format import duration
+from explorer.ui.resources import HISTORY, RUN_ID, attach, cached_dataset, current_runner
 from explorer.ui.state import Selection
 
-RUN_ID = "train.run_id"
-HISTORY = "train.history"
 ESTIMATE = "train.estimate"
-DATA_ERROR = "train.data_error"
 START_ERROR = "train.start_error"
 REPEAT = "train.repeat"  # seeds per Start: N runs with seeds seed, seed+1, ... in one group
 POLL_SECONDS = 1.0
 
+RECIPE_HELP = ("study: the study's SGD, lr 0.001, batch 8, no augmentation. fast: one-cycle SGD with Nesterov, "
+               "label smoothing, flip + crop, flip and 1-pixel translate test-time augmentation. best: fast with "
+               "weight EMA and a longer schedule. An edit names what changed: 'fast (edited: epochs)'.")
 SETTINGS_COLUMNS = 4
 SETTINGS_GROUPS = ("optimization", "regularization", "run")  # rows in this order; a new group goes last
 # Material icons rather than emoji: they render without an emoji font (headless Chromium has none).
 STATUS_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/autorenew:",
                 "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
                 "failed": ":material/error:", "interrupted": ":material/link_off:"}
-
-
-# --- shared objects ----------------------------------------------------------------------------------------
-
-
-@st.cache_resource(show_spinner=False)
-def runner(runs_dir: str, data_dir: str) -> Runner:
-    """One Runner per runs/data folder pair, shared by every session of this server (it locks itself)."""
-    return Runner(runs_dir, data_dir)
-
-
-def current_runner() -> Runner:
-    return runner(str(settings.default_runs_dir()), str(settings.default_data_dir()))
-
-
-@st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
-def cached_dataset(source: str) -> Dataset:
-    settings.check_app_source(source)  # a path typed in the browser stays under the allowed data roots
-    return load_dataset(source, settings.default_data_dir())
-
-
-@st.cache_data(ttl=30, show_spinner=False)
-def cached_sources() -> list[dict]:
-    """What can be picked; a disk scan, refreshed every 30 s rather than on every rerun."""
-    return available_sources(settings.default_data_dir())
 
 
 # --- callbacks ---------------------------------------------------------------------------------------------
@@ -90,48 +64,7 @@ def on_setting_edit() -> None:
     keys.mark_custom(st.session_state)
 
 
-def _on_source() -> None:
-    """A dataset choice sets the network's input shape and class count (shown in the Architecture tab)."""
-    state = st.session_state
-    state.pop(DATA_ERROR, None)
-    source = keys.source_from_values(state)
-    if source == "folder:":
-        return
-    try:
-        dataset = cached_dataset(source)
-    except ExplorerError as err:
-        state[DATA_ERROR] = str(err)
-        return
-    arch_keys.set_input(state, dataset.input_shape, dataset.num_classes)
-
-
 # --- the settings ------------------------------------------------------------------------------------------
-
-
-def dataset_picker() -> None:
-    sources = cached_sources()
-    usable = [s for s in sources if s["available"]]
-    labels = {s["name"]: s["label"] for s in usable} | {keys.FOLDER_CHOICE: "Image folder (enter a path)…"}
-    if st.session_state[keys.SOURCE] not in labels:
-        st.session_state[keys.SOURCE] = "synthetic"
-    st.selectbox("Dataset", list(labels), key=keys.SOURCE, format_func=labels.get, on_change=_on_source,
-                 help=picker_help(sources))
-    if st.session_state[keys.SOURCE] == "synthetic":
-        st.number_input("Synthetic training images (a quarter as many test images)", 20, 200_000, step=500,
-                        key=keys.SYNTHETIC_SIZE, help="Fewer images: quicker runs to try things out.")
-    if st.session_state[keys.SOURCE] == keys.FOLDER_CHOICE:
-        st.text_input("Folder with train/<class>/ (and test/<class>/) images", key=keys.FOLDER,
-                      on_change=_on_source, placeholder="/path/to/images")
-    if DATA_ERROR in st.session_state:
-        st.error(st.session_state[DATA_ERROR])
-
-
-def picker_help(sources: list[dict]) -> str:
-    """The dataset picker's help: what a choice does, and (only here, not on the page) what cannot be picked
-    and why, so a working CIFAR-10 folder is not shown beside a permanent 'not available' line."""
-    text = "Picking a dataset sets the input shape and number of classes of the network."
-    missing = [f"{s['label']}: {s['why']}" for s in sources if not s["available"]]
-    return text + ("\n\nNot available here: " + "; ".join(missing) if missing else "")
 
 
 def _setting_widgets() -> None:
@@ -150,10 +83,13 @@ def _setting_widgets() -> None:
 def _settings() -> None:
     left, middle, right = st.columns([2, 1, 1])
     with left:
-        dataset_picker()
+        source_picker.train_picker()
+    # The picker tells its options apart by their text: an undone edit shows 'custom', not a second 'fast'.
+    custom = recipe_name(st.session_state)
+    custom = keys.CUSTOM if custom in RECIPES else custom
     middle.selectbox("Recipe", keys.recipe_options(), key=keys.RECIPE, on_change=_on_recipe,
-                     help="study: SGD lr 0.001, batch 8, as the study; fast/best: one-cycle, label smoothing, "
-                          "flip + crop, flip TTA. Any edit turns this into 'custom'.")
+                     format_func=lambda name: custom if name == keys.CUSTOM else name,
+                     help=RECIPE_HELP)
     right.text_input("Run name (optional)", key=keys.NAME, max_chars=80)
     with st.expander("Training settings", expanded=True):
         _setting_widgets()
@@ -226,13 +162,6 @@ def attached_run(active_runs: list[str]) -> str | None:
     return st.session_state.get(RUN_ID)
 
 
-def attach(run_id: str) -> None:
-    """Watch `run_id` in the Train tab (also after a reload: the id goes into the URL)."""
-    st.session_state[RUN_ID] = run_id
-    st.session_state.pop(HISTORY, None)
-    st.query_params["run"] = run_id
-
-
 def _detach() -> None:
     st.session_state.pop(RUN_ID, None)
     st.session_state.pop(HISTORY, None)
@@ -243,15 +172,23 @@ def _detach() -> None:
 def spec_from_values(state: MutableMapping[str, Any]) -> RunSpec:
     """The run the widgets describe; ConfigError for a bad combination."""
     arch = arch_keys.arch_from_values(state)
-    preset = state[arch_keys.PRESET] if state[arch_keys.PRESET] != arch_keys.CUSTOM else None
-    recipe = state[keys.RECIPE] if state[keys.RECIPE] != keys.CUSTOM else _base_recipe(state)
+    # The preset and recipe it started from, edited or not: the record names it 'fast (edited: epochs)'.
     return RunSpec(arch, keys.train_from_values(state), keys.source_from_values(state),
-                   name=state[keys.NAME].strip() or None, preset=preset, recipe=recipe)
+                   name=state[keys.NAME].strip() or None, preset=state.get(arch_keys.BASE_PRESET),
+                   recipe=_base_recipe(state))
 
 
 def _base_recipe(state: MutableMapping[str, Any]) -> str | None:
     """The recipe the edited settings started from: the command names it and overrides what changed."""
     return next((name for name, cfg in RECIPES.items() if cfg.to_dict() == state.get(keys.BASE)), None)
+
+
+def recipe_name(state: MutableMapping[str, Any]) -> str:
+    """The Train form's recipe: 'fast', 'fast (edited: epochs)', or 'custom'."""
+    try:
+        return recipe_label(_base_recipe(state), keys.train_from_values(state))
+    except ConfigError:
+        return keys.CUSTOM
 
 
 def start_run(state: MutableMapping[str, Any]) -> str:
@@ -374,7 +311,7 @@ def _start_note(column: Any, selection: Selection, train_cfg: TrainConfig, sourc
     params = f"{model_cost(selection.cfg, selection.input_shape, selection.num_classes).params:,} params"
     images = train_images(source)
     note, warning = steps_note(images, train_cfg.batch_size, train_cfg.epochs) if images else ("", None)
-    column.caption(f"Start trains **{selection.preset or 'custom'}** ({params} on "
+    column.caption(f"Start trains **{selection.name}** with recipe **{recipe_name(st.session_state)}** ({params} on "
                    f"{'×'.join(map(str, selection.input_shape))}) from the sidebar on **{source}**"
                    f"{': ' + note if note else ''}, in a process of its own.")
     if warning:
@@ -499,26 +436,29 @@ def run_design(record: dict, budget: int, input_shape: tuple[int, int, int], num
                         data=str(record.get("data") or "synthetic"))
 
 
-def _design_line(design: links.Design) -> str:
+def design_line(design: links.Design, record: dict) -> str:
+    """The watched run's settings in one line, its network and recipe named as the record names them."""
     t = design.train
-    return (f"**{design.preset or 'custom'}** network · recipe **{design.recipe or 'custom'}** · {t.epochs} epochs, "
-            f"batch {t.batch_size}, lr {t.lr:g} · on **{design.data}**")
+    return (f"**{preset_label(record.get('preset'), design.arch)}** network · recipe "
+            f"**{recipe_label(record.get('recipe'), design.train)}** · {t.epochs} epochs, batch {t.batch_size}, "
+            f"lr {t.lr:g} · on **{design.data}**")
 
 
-def _watched_design(run_id: str) -> links.Design | None:
+def _watched_design(run_id: str) -> tuple[links.Design, dict] | None:
+    """The watched run's design and record (None for an old or damaged record: the run is still shown)."""
     state = st.session_state
     shape, classes = arch_keys.input_from_values(state)
     try:
-        return run_design(current_runner().status(run_id), int(state[arch_keys.BUDGET]), shape, classes)
+        record = current_runner().status(run_id)
+        return run_design(record, int(state[arch_keys.BUDGET]), shape, classes), record
     except (ExplorerError, KeyError, TypeError, ValueError):
-        return None  # an old or damaged record: the run is still shown, without this line
+        return None
 
 
 def _on_load_run(run_id: str) -> None:
-    design = _watched_design(run_id)
-    if design is not None:
-        st.session_state.update(links.design_values(design))
-        st.session_state.pop(DATA_ERROR, None)
+    watched = _watched_design(run_id)
+    if watched is not None:
+        st.session_state.update(links.design_values(watched[0]))
 
 
 def form_matches(state: MutableMapping[str, Any], design: links.Design) -> bool:
@@ -532,12 +472,13 @@ def form_matches(state: MutableMapping[str, Any], design: links.Design) -> bool:
 
 def _run_settings(run_id: str) -> None:
     """The watched run's own settings, which may not be the form's (after a reload, a resume, another tab)."""
-    design = _watched_design(run_id)
-    if design is None:
+    watched = _watched_design(run_id)
+    if watched is None:
         return
+    design, record = watched
     text, button = st.columns([5, 2])
     same = form_matches(st.session_state, design)
-    text.caption(f"This run's settings: {_design_line(design)}"
+    text.caption(f"This run's settings: {design_line(design, record)}"
                  + (" (the same as the form)" if same else " (the form above differs)"))
     button.button("Load these settings into the form", key="train.load_run", on_click=_on_load_run,
                   args=(run_id,), disabled=same, width="stretch")
@@ -565,7 +506,7 @@ def _live_section(run_id: str, status: str) -> None:
     def body() -> None:
         history = live_view(current_runner(), run_id)
         if was_active and history.ended:
-            st.rerun()  # whole-app rerun: the fragment is re-made without polling, the Runs tab refreshes
+            st.rerun()  # whole-app rerun: the fragment is re-made without polling, the Runs page refreshes
 
     st.fragment(body, run_every=POLL_SECONDS if was_active else None)()
 
@@ -577,7 +518,7 @@ def _other_active_runs(run_id: str | None, active_runs: list[str]) -> None:
         st.selectbox("Runs in progress: watch one", ["—", *active], key="train.watch", on_change=_on_watch)
 
 
-# --- the tab -------------------------------------------------------------------------------------------------
+# --- the page ------------------------------------------------------------------------------------------------
 
 
 def render(selection: Selection) -> None:
@@ -598,7 +539,7 @@ def render(selection: Selection) -> None:
     run_id = attached_run(active_runs)
     status = run_status(run_id) if run_id else None
     if status == "unknown":
-        # Deleted in the Runs tab, or a stale ?run= link: forget it rather than fail on every rerun.
+        # Deleted on the Runs page, or a stale ?run= link: forget it rather than fail on every rerun.
         st.info(f"Run {run_id} is no longer in {settings.default_runs_dir()}; start a new one.")
         _detach()
         run_id = None
@@ -611,4 +552,4 @@ def render(selection: Selection) -> None:
         _live_section(run_id, status)
     else:
         st.caption("Press Start: the run trains in a process of its own and the charts update here about once a "
-                   "second. Clicking widgets, switching tabs or restarting the app does not stop it.")
+                   "second. Clicking widgets, switching pages or restarting the app does not stop it.")

@@ -1,4 +1,4 @@
-"""Train-tab widget keys and the mapping between a TrainConfig and the widget values (pure, no Streamlit).
+"""Train-page widget keys and the mapping between a TrainConfig and the widget values (pure, no Streamlit).
 
 A recipe fills the widgets; editing one turns the recipe picker into 'custom'. Every TrainConfig field has a
 widget (explorer.schema declares them); the recipe last loaded is kept under BASE, so a record written by a
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from explorer import schema
@@ -86,13 +87,31 @@ def mark_custom(state: MutableMapping[str, Any]) -> None:
     state[RECIPE] = CUSTOM
 
 
-def source_from_values(values: Mapping[str, Any]) -> str:
+@dataclass(frozen=True)
+class SourceKeys:
+    """Session-state keys of one data-source picker (explorer.ui.source_picker): the Train and Data pages share
+    one, the Search page has its own."""
+
+    choice: str
+    folder: str
+    synthetic_size: str
+
+
+TRAIN_SOURCE = SourceKeys(SOURCE, FOLDER, SYNTHETIC_SIZE)
+
+
+def source_of(values: Mapping[str, Any], picker: SourceKeys) -> str:
     """The data source string: a picked name, 'synthetic:N' for a resized synthetic set, or 'folder:PATH'."""
-    if values[SOURCE] == FOLDER_CHOICE:
-        return f"folder:{str(values[FOLDER]).strip()}"
-    if values[SOURCE] == "synthetic" and int(values[SYNTHETIC_SIZE]) != SYNTHETIC_DEFAULT:
-        return f"synthetic:{int(values[SYNTHETIC_SIZE])}"
-    return values[SOURCE]
+    if values[picker.choice] == FOLDER_CHOICE:
+        return f"folder:{str(values[picker.folder]).strip()}"
+    if values[picker.choice] == "synthetic" and int(values[picker.synthetic_size]) != SYNTHETIC_DEFAULT:
+        return f"synthetic:{int(values[picker.synthetic_size])}"
+    return values[picker.choice]
+
+
+def source_from_values(values: Mapping[str, Any]) -> str:
+    """The Train page's data source string (see source_of)."""
+    return source_of(values, TRAIN_SOURCE)
 
 
 def epochs_that_fit(seconds_per_epoch: float, budget_seconds: float) -> int:
