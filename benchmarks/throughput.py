@@ -17,8 +17,9 @@ pipelines and keep each one's best, which damps the noise of a shared machine (t
 Targets on a 2-core CPU: >= 10x at batch 8, >= 4x at batch 128, >= 50 % of the matmul ceiling. The `fast` and
 `best` presets are also timed by their own recipes at the recipe's batch (images/s, GFLOP/s, fraction of the ceiling).
 On CUDA it also reports the time of one full epoch (training + evaluation) of the net.
-`--vocabulary` instead times `fast` beside a depthwise-separable and a MobileNetV2-inverted net, each with and
-without channels_last (the layout explorer.engine.train.memory_format_for picks).
+`--vocabulary` instead times `fast` beside a depthwise-separable and a MobileNetV2-inverted net (or, with
+`--presets a,b`, those presets), each with and without channels_last (the layout
+explorer.engine.train.memory_format_for picks).
 """
 
 from __future__ import annotations
@@ -192,15 +193,16 @@ def _vocabulary_nets() -> dict:
     }
 
 
-def vocabulary_rates(data: Dataset, rounds: int, steps: int) -> dict:
+def vocabulary_rates(data: Dataset, rounds: int, steps: int, nets: dict | None = None) -> dict:
     """Training images/s (train() itself, the `fast` recipe at batch 256, the second epoch over `steps` batches)
-    of each net with channels_last and with the default (NCHW) layout; each pair's best of `rounds`."""
+    of each net (default: _vocabulary_nets()) with channels_last and with the default (NCHW) layout; each pair's
+    best of `rounds`."""
     from explorer.engine import train as train_module
 
     cfg = RECIPES["fast"].replace(epochs=2, tta_flip=False, tta_translate=0, test_batch_size=500, device="cpu")
     out: dict = {}
     for _ in range(rounds):
-        for name, arch in _vocabulary_nets().items():
+        for name, arch in (nets or _vocabulary_nets()).items():
             for layout, fmt in (("channels_last", torch.channels_last), ("nchw", torch.contiguous_format)):
                 original = train_module.memory_format_for
                 train_module.memory_format_for = lambda _arch, _device, fmt=fmt: fmt
@@ -231,11 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocabulary", action="store_true",
                         help="only time fast beside depthwise / inverted nets, with and without channels_last")
     parser.add_argument("--steps", type=int, default=0, help="--vocabulary: batches per timed epoch (default 30)")
+    parser.add_argument("--presets", default="",
+                        help="--vocabulary: time these presets instead, e.g. fast,resnet20,tiniest,se-resnet")
     args = parser.parse_args(argv)
     if args.vocabulary:
         # Synthetic 32x32 images: the step's speed does not depend on the pixels, and loading is instant.
         steps = args.steps or PRESET_STEPS
-        rates = vocabulary_rates(load_dataset(f"synthetic:{256 * steps}"), args.rounds, steps)
+        nets = {name: PRESETS[name] for name in args.presets.split(",")} if args.presets else None
+        rates = vocabulary_rates(load_dataset(f"synthetic:{256 * steps}"), args.rounds, steps, nets)
         for name, row in rates.items():
             print(f"{name:>10}  {row['params']:>8,} params  {row['mflops']:5.1f} MFLOPs  channels_last "
                   f"{row['channels_last']:>6,.0f} img/s  NCHW {row['nchw']:>6,.0f} img/s")

@@ -266,7 +266,7 @@ def test_time_budget_message_warns_when_the_epochs_do_not_fit():
     assert epochs_that_fit(0.0, 60) == 0
 
 
-@pytest.mark.parametrize("name", ["study", "fast", "best"])
+@pytest.mark.parametrize("name", ["study", "fast", "best", "long"])
 def test_recipe_values_round_trip(name):
     from explorer.engine.recipes import RECIPES
     from explorer.ui import train_state

@@ -52,8 +52,8 @@ def test_wrong_types_and_ranges_of_globals() -> None:
         ArchConfig.from_dict(base | {"fc": [10, 5000]})
     with pytest.raises(ConfigError, match="fc: 5 hidden layers"):
         ArchConfig.from_dict(base | {"fc": [10] * 5})
-    with pytest.raises(ConfigError, match="conv: 9 blocks"):
-        ArchConfig.from_dict(base | {"conv": [{"out_channels": 4, "padding": "same"}] * 9})
+    with pytest.raises(ConfigError, match="conv: 13 blocks"):
+        ArchConfig.from_dict(base | {"conv": [{"out_channels": 4, "padding": "same"}] * 13})
     with pytest.raises(ConfigError, match="not valid JSON"):
         ArchConfig.from_json("{conv: ")
     with pytest.raises(ConfigError, match="expected a JSON object"):

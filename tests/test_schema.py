@@ -163,7 +163,7 @@ def test_list_fields_have_a_count_and_item_widgets() -> None:
     name, args = widgets.item_call(fc, 2)
     assert (name, args["label"], args["min_value"], args["max_value"]) == ("number_input", "fc2 units", 1, 4096)
     conv = schema.spec_of(ArchConfig, "conv")
-    assert (conv.min_items, conv.max_items) == (1, arch_keys.MAX_CONV_BLOCKS) == (1, 8)
+    assert (conv.min_items, conv.max_items) == (1, arch_keys.MAX_CONV_BLOCKS) == (1, 12)
     assert arch_keys.MAX_FC_LAYERS == fc.max_items == 4
 
 

@@ -8,7 +8,7 @@ import json
 import optuna
 import pytest
 
-from explorer.arch.config import ArchConfig
+from explorer.arch.config import MAX_CONV_BLOCKS, ArchConfig
 from explorer.arch.presets import PRESETS
 from explorer.errors import ConfigError
 from explorer.search.space import check_space, load_space, sample, space_around
@@ -42,7 +42,7 @@ def test_space_around_every_preset_is_valid_and_samples_build(preset):
     built = [s for s in samples if not isinstance(s, ConfigError)]
     assert len(built) >= 5  # most samples around a preset are networks that can be built
     for arch, cfg in built:
-        assert 1 <= len(arch.conv) <= 8 and cfg.epochs == 3
+        assert 1 <= len(arch.conv) <= MAX_CONV_BLOCKS and cfg.epochs == 3
         for block, previous in zip(arch.conv[1:], arch.conv):
             assert not block.residual or block.out_channels == previous.out_channels
 
@@ -83,7 +83,7 @@ def test_width_multiplier_scales_the_widths_and_repeats_the_last_for_deeper_nets
     (lambda s: s["arch"].update(depht=3), "space arch.depht: unknown field"),
     (lambda s: s["train"].update(epochs=3), "space train.epochs: unknown field (set by --trial-epochs"),
     (lambda s: s["arch"].update(depth={"low": 5, "high": 2}), "space arch.depth: empty range (low 5 > high 2)"),
-    (lambda s: s["arch"].update(depth={"low": 1, "high": 9}), "space arch.depth: 9 is out of range"),
+    (lambda s: s["arch"].update(depth={"low": 1, "high": 13}), "space arch.depth: 13 is out of range"),
     (lambda s: s["train"].update(lr={"low": 0, "high": 1}), "space train.lr: 0 is out of range"),
     (lambda s: s["arch"].update(dropout={"low": 0, "high": 0.5, "log": True}),
      "space arch.dropout: a log range needs low > 0"),

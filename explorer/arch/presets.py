@@ -1,6 +1,12 @@
-"""The study's networks, a modern one, and budget-optimal ones, by name; training recipes by name."""
+"""The study's networks, a modern one, budget-optimal ones and the published anchors' nets, by name.
+
+ANCHORS holds, for each preset that reproduces a published net, that net's published figures (the README's
+"Best in budget" table shows them beside ours, and tests/test_presets_anchors.py checks the table against them).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from explorer import schema
 from explorer.arch.config import ArchConfig, ConvBlock
@@ -17,6 +23,35 @@ def _vgg_like(widths: tuple[int, ...], pools: tuple[int, ...], **options) -> Arc
     blocks = tuple(ConvBlock(w, kernel=3, padding="same", pool="max" if i in pools else "none")
                    for i, w in enumerate(widths))
     return ArchConfig(conv=blocks, batchnorm=True, **options)
+
+
+def _resnet(widths: tuple[int, int, int], se: float = 0.0, **options) -> ArchConfig:
+    """ResNet-20's layout: a 3x3 stem conv, then 3 stages of 3 basic blocks; the first block of stages 2 and 3
+    halves the map with stride 2 (its skip a 1x1 projection, as the width changes there); global average pool."""
+    blocks = tuple(ConvBlock(width, block="basic", stride=2 if stage and not i else 1, se=se)
+                   for stage, width in enumerate(widths) for i in range(3))
+    return ArchConfig(conv=(ConvBlock(widths[0]), *blocks), batchnorm=True, head="avgpool", **options)
+
+
+def _tiniest() -> ArchConfig:
+    """ConvNeXt-like at 48 channels on 32x32, one downsampling, 80 channels on 16x16 (xvel/cifar10-tiniest's
+    widths). Its blocks run 3x3, 7x7 and dilated 7x7 depthwise branches side by side and gate their 1x1 MLP; here
+    the kernels follow one another in single-branch ConvNeXt blocks (expand 2, GELU, no gate)."""
+    def cnx(width: int, kernel: int, dilation: int = 1, stride: int = 1) -> ConvBlock:
+        return ConvBlock(width, kernel=kernel, dilation=dilation, stride=stride, block="convnext", expand=2)
+
+    return ArchConfig(conv=(ConvBlock(48, norm="layer"), cnx(48, 3), cnx(48, 7),
+                            cnx(80, 3, stride=2), cnx(80, 7, dilation=2), cnx(80, 3)),
+                      activation="gelu", head="avgpool")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published CIFAR-10 net a preset reproduces: its name, parameters and test accuracy as published."""
+
+    net: str
+    params: str
+    accuracy: str
 
 
 PRESETS: dict[str, ArchConfig] = {
@@ -43,6 +78,22 @@ PRESETS: dict[str, ArchConfig] = {
         conv=(ConvBlock(21, pool="max"), ConvBlock(42), ConvBlock(42, pool="max", residual=True), ConvBlock(85),
               ConvBlock(85, pool="max", residual=True), ConvBlock(170)),
         batchnorm=True, activation="gelu", head="maxpool", pool_first=True),
+    # ResNet-20 (16/32/64, 272,474 params published) trimmed to the budget: the last stage 60 channels wide
+    # instead of 64 (-23,696 params: its 3x3 convs are most of the net), projection shortcuts (1x1 conv + BN)
+    # where the width changes; 248,794 params, 78.6 MFLOPs.
+    "resnet20": _resnet((16, 32, 60)),
+    # xvel/cifar10-tiniest's shape in this vocabulary (see _tiniest): 97,882 params, 83.2 MFLOPs.
+    "tiniest": _tiniest(),
+    # SE-MXResNet20's ingredients on resnet20: squeeze-excitation (ratio 1/16, SENet's reduction 16) in every
+    # basic block and Mish; 251,059 params, 78.6 MFLOPs (the published net is ~270k with an XResNet stem).
+    "se-resnet": _resnet((16, 32, 60), se=0.0625, activation="mish"),
+}
+
+# The published figures of the nets the last three presets reproduce (issue 18; DESIGN.md's records table).
+ANCHORS: dict[str, Anchor] = {
+    "resnet20": Anchor("ResNet-20", "272,474", "91.7–92.6 % (200 epochs)"),
+    "tiniest": Anchor("xvel/cifar10-tiniest", "97,530", "94.4 % (mean of 5, 200 epochs)"),
+    "se-resnet": Anchor("SE-MXResNet20", "~270k", "93.1 % (180 epochs)"),
 }
 
 DEFAULT_PRESET = "study-bn"
