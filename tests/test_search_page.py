@@ -15,6 +15,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from explorer.arch.config import MAX_CONV_BLOCKS
 from explorer.arch.presets import PRESETS
 from explorer.search import control
 from explorer.search.study import default_storage, load_search, rows
@@ -127,7 +128,7 @@ def test_the_space_widgets_follow_the_schema_and_rewrite_the_json(app):
     depth = space["arch"]["depth"]
     assert app.selectbox(key=editor.key("arch", "depth", "mode")).value == "range"
     low = app.number_input(key=editor.key("arch", "depth", "low"))
-    assert (low.value, low.min, low.max) == (depth["low"], 1, 8)  # the schema's limits for depth
+    assert (low.value, low.min, low.max) == (depth["low"], 1, MAX_CONV_BLOCKS)  # the schema's limits for depth
     assert app.multiselect(key=editor.key("train", "augment", "choices")).options == [
         "horizontal flip + random crop", "horizontal flip", "random crop", "none"]  # every combination
     # A widget edit rewrites the JSON; "not searched" drops the entry; a typed list of numbers is read.
