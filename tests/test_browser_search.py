@@ -74,7 +74,7 @@ def _fill(page, label: str, value: str) -> None:
 def test_a_two_worker_search_fills_the_pareto_chart_live_then_opens_in_architecture(page):
     main = go_to(page, "Search")
     _fill(page, "Search name", "live")
-    _fill(page, "Synthetic training images", "400")
+    _fill(page, "Synthetic training images (a quarter as many test images)", "400")
     _rerun(page, page.get_by_text("epochs per trial").click)
     _fill(page, "Epochs per trial", "2")
     page.get_by_text("As JSON: edit, paste or load a space file").click()
