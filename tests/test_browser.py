@@ -132,7 +132,10 @@ def test_training_run_updates_live_and_survives_clicks(page, artifacts_dir):
     go_to(page, "Train")
     _wait_for(lambda: _step(page) > first_step, 60, "the run to go on after the clicks")
     _wait_for(lambda: "finished" in status.inner_text(), 180, "the run to finish")
-    assert _progress_text(page).startswith("step") and "(100%)" in _progress_text(page)
+    # The headline and the bar are two elements of one rerun: the browser may show the new headline a moment
+    # before the new bar, so wait for the bar too (a bar stuck below 100 % still fails here).
+    _wait_for(lambda: "(100%)" in _progress_text(page), 10, "the bar of the finished run")
+    assert _progress_text(page).startswith("step") and "left" not in _progress_text(page)
     page.wait_for_timeout(800)
     page.screenshot(path=str(artifacts_dir / "train.png"), full_page=True)
 
