@@ -11,6 +11,8 @@ downloaded browser) and measures:
   warm server (median of 3);
 - slider change -> idle: from the keydown on a sidebar slider until the script state is notRunning again,
   alternating two values (median of `--changes`), on the Architecture page and on the Runs page;
+- width edit -> idle: from the Enter that commits a width typed into the Architecture page's blocks table
+  (conv1, 24 and 25 channels in turn) until idle;
 - the same while a `python -m explorer train` child trains on synthetic data into the same runs folder.
 
 Times are taken with the page's own clock (performance.now()), so the Playwright driver's latency on a busy
@@ -35,12 +37,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/browser_helpers.py imports explorer
 
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, IDLE, running_app, stop_process  # noqa: E402
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, IDLE, edit_width_cell, running_app, stop_process  # noqa: E402
 
-GOALS_MS = {"first_render_warm": 2000.0, "architecture": 200.0, "runs": 200.0, "architecture_training": 300.0,
-            "runs_training": 300.0}
+GOALS_MS = {"first_render_warm": 2000.0, "architecture": 200.0, "runs": 200.0, "blocks_table": 200.0,
+            "architecture_training": 300.0, "runs_training": 300.0, "blocks_table_training": 300.0}
 METRIC = "[data-testid='stMetricValue']"
 # Installed before the app loads: records every script-state change and the last keydown with the page's own
 # clock (performance.now()), and for each websocket message the first animation frame after it was handled.
@@ -203,8 +205,28 @@ def slider_changes(page, label: str, changes: int) -> tuple[list[float], int]:
     return times, by_frame
 
 
+def width_edits(page, changes: int) -> tuple[list[float], int]:
+    """ms from the Enter that commits a width typed into the blocks table (conv1, alternating 24 and 25
+    channels) until idle: the Architecture page's main widget since the blocks table."""
+    times, by_frame = [], 0
+    for i in range(changes + 1):
+        page.evaluate("() => { window.__keydown = null; window.__states = window.__states.slice(-1); }")
+        edit_width_cell(page, row=0, text="24" if i % 2 == 0 else "25")  # its last keydown is the Enter
+        elapsed, how = page.wait_for_function(SETTLED_JS, arg=QUIET_MS, polling=20).json_value()
+        if i:
+            times.append(elapsed)
+            by_frame += how == "frame"
+        page.wait_for_timeout(150)
+    return times, by_frame
+
+
 def measure_pages(browser, url: str, changes: int, suffix: str = "") -> dict[str, list[float]]:
     out = {}
+    page = open_page(browser, url, "Architecture")
+    out["blocks_table" + suffix], by_frame = width_edits(page, changes)
+    if by_frame:
+        print(f"blocks_table{suffix}: {by_frame} of {changes} reruns timed by the frame after the last message")
+    page.close()
     for name, key in (("Architecture", "architecture"), ("Runs", "runs")):
         page = open_page(browser, url, name)
         out[key + suffix], by_frame = slider_changes(page, "Dropout rate", changes)

@@ -146,20 +146,37 @@ TABLE = ".st-key-arch-blocks"  # the Architecture page's blocks table (a data ed
 ROW_PX = HEADER_PX = 35  # Streamlit's data editor rows and header
 
 
-def edit_width_cell(page, row: int, text: str) -> None:
+def edit_width_cell(page, row: int, text: str, attempts: int = 3) -> None:
     """Type `text` into the width cell of block row `row` (from 0) of the blocks table and commit it with Enter.
-    The grid draws on a canvas: the cell is opened by a double click at its place (the row names' column has
-    a fixed width, explorer.ui.blocks_table.INDEX_PX)."""
+    The grid draws on a canvas: the cell is selected by a click at its place (the row names' column has a fixed
+    width, explorer.ui.blocks_table.INDEX_PX) and opened with Enter, as a keyboard user does. Now and then the
+    grid drops a commit made right after a redraw (the cell keeps its old value): then the edit is made again."""
     from explorer.ui.blocks_table import INDEX_PX
 
+    cell = f"{TABLE} #glide-cell-1-{row}"
+    for attempt in range(attempts):
+        try:
+            _type_into_cell(page, row, text, INDEX_PX)
+            page.wait_for_function(f"(text) => document.querySelector('{cell}')?.textContent === text", arg=text,
+                                   timeout=5000)
+            return
+        except Exception:  # Playwright's TimeoutError: the editor did not open, or the commit was dropped
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+
+
+def _type_into_cell(page, row: int, text: str, index_px: int) -> None:
     grid = page.locator(f"{TABLE} [data-testid='stDataFrame']")
     grid.wait_for()
+    grid.scroll_into_view_if_needed()  # a click outside the viewport reaches nothing
     box = grid.bounding_box()
-    page.mouse.dblclick(box["x"] + INDEX_PX + 20, box["y"] + HEADER_PX + row * ROW_PX + ROW_PX // 2)
+    page.mouse.click(box["x"] + index_px + 20, box["y"] + HEADER_PX + row * ROW_PX + ROW_PX // 2)
+    page.keyboard.press("Enter")
     # Type only once the cell's editor has the focus: keys sent while it mounts are lost.
-    page.wait_for_function("() => ['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName)")
+    page.wait_for_function("() => ['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName)", timeout=5000)
     page.keyboard.press("Control+A")
     page.keyboard.type(text)
+    page.wait_for_function("(text) => document.activeElement?.value === text", arg=text, timeout=5000)
     watch_reruns(page)
     page.keyboard.press("Enter")
-

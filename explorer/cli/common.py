@@ -63,3 +63,20 @@ def load_named(path: Path):
     except CheckpointError as err:
         message = str(err)
         raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None
+
+
+def add_name_and_storage(p: argparse.ArgumentParser, noun: str) -> None:
+    """The arguments every `search` and `sweep` subcommand shares: a name, its storage, the runs folder, --json."""
+    p.add_argument("name", help=f"the {noun}'s name")
+    p.add_argument("--storage", help="journal:PATH or a SQLAlchemy URL (default journal:<runs-dir>/searches/NAME/"
+                                     "journal.log)")
+    p.add_argument("--runs-dir", type=Path, help="where runs go (default $EXPLORER_RUNS_DIR or checkpoints)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def storage_of(args: argparse.Namespace) -> str:
+    """--storage, or the default journal of a checked name under the runs folder."""
+    from explorer.search.control import check_name
+    from explorer.search.study import default_storage
+
+    return args.storage or default_storage(check_name(args.name), args.runs_dir)

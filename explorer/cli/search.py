@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from explorer.cli.common import print_json
+from explorer.cli.common import add_name_and_storage, print_json, storage_of
 from explorer.errors import ConfigError
 
 CSV_COLUMNS = ("number", "state", "val_accuracy", "test_accuracy", "params", "flops", "epochs", "seconds", "run_id",
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=run_space)
 
     c = commands.add_parser("create", help="create a search: space, data, budget, time per trial, objectives")
-    _common(c)
+    add_name_and_storage(c, "search")
     c.add_argument("--space", type=Path, required=True, help="the space JSON file (`search space` writes one)")
     c.add_argument("--data", required=True, metavar="SOURCE", help="synthetic:N, cifar10, cifar10:DIR, folder:PATH")
     per_trial = c.add_mutually_exclusive_group()
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for command, help_text in (("run", "start K local worker processes and wait for them"),
                                ("worker", "one worker in this process (what `run` starts)")):
         r = commands.add_parser(command, help=help_text)
-        _common(r)
+        add_name_and_storage(r, "search")
         if command == "run":
             r.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
         r.add_argument("--trials", type=int, help="the search ends with exactly this many complete or pruned trials "
@@ -74,26 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         ("best", run_best, "the best trial (validation accuracy)"),
                                         ("export", run_export, "every trial as CSV")):
         q = commands.add_parser(command, help=help_text)
-        _common(q)
+        add_name_and_storage(q, "search")
         if command == "export":
             q.add_argument("--output", type=Path, help="write the CSV here (default stdout)")
         q.set_defaults(handler=handler)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="the search's name")
-    p.add_argument("--storage", help="journal:PATH or a SQLAlchemy URL (default journal:<runs-dir>/searches/NAME/"
-                                     "journal.log)")
-    p.add_argument("--runs-dir", type=Path, help="where trial runs go (default $EXPLORER_RUNS_DIR or checkpoints)")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-
-
-def _storage(args: argparse.Namespace) -> str:
-    from explorer.search.study import default_storage
-
-    if not args.name or "/" in args.name or args.name.startswith("."):
-        raise ConfigError(f"search name {args.name!r}: use a plain name such as s1 (no '/', not starting with '.').")
-    return args.storage or default_storage(args.name, args.runs_dir)
 
 
 def run_space(args: argparse.Namespace) -> int:
@@ -114,7 +98,7 @@ def run_create(args: argparse.Namespace) -> int:
     settings = make_settings(load_space(text, f"space file {args.space}"), args.data, args.trial_seconds,
                              args.trial_epochs, args.budget, args.flops_budget, args.objectives,
                              args.validation_fraction, data_dir=args.data_dir, artifacts=args.artifacts)
-    storage = _storage(args)
+    storage = storage_of(args)
     create_search(args.name, storage, settings, args.baseline)
     out = {"name": args.name, "storage": storage} | {k: v for k, v in settings.items() if k != "space"}
     print_json(out) if args.json else print(f"created search {args.name} in {storage}")
@@ -125,7 +109,7 @@ def run_run(args: argparse.Namespace) -> int:
     from explorer.search.study import load_search, status
     from explorer.search.worker import run_search
 
-    storage = _storage(args)
+    storage = storage_of(args)
     outcome = run_search(args.name, storage, args.workers, args.trials, args.timeout, args.runs_dir, args.data_dir)
     study, settings = load_search(args.name, storage)
     return _print_status(status(study, settings) | {"run": outcome}, args.json)
@@ -134,7 +118,7 @@ def run_run(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
     from explorer.search.worker import run_worker as work
 
-    outcome = work(args.name, _storage(args), args.trials, args.timeout, args.runs_dir, args.data_dir)
+    outcome = work(args.name, storage_of(args), args.trials, args.timeout, args.runs_dir, args.data_dir)
     print_json(outcome)
     return 0
 
@@ -142,7 +126,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     from explorer.search.study import load_search, status
 
-    study, settings = load_search(args.name, _storage(args))
+    study, settings = load_search(args.name, storage_of(args))
     return _print_status(status(study, settings), args.json)
 
 
@@ -163,7 +147,7 @@ def _print_status(summary: dict, as_json: bool) -> int:
 def run_best(args: argparse.Namespace) -> int:
     from explorer.search.study import best, load_search, rows
 
-    study, _ = load_search(args.name, _storage(args))
+    study, _ = load_search(args.name, storage_of(args))
     row = best(rows(study))
     if row is None:
         raise ConfigError(f"search {args.name} has no complete trial yet; run it with `search run {args.name}`.")
@@ -179,7 +163,7 @@ def run_best(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from explorer.search.study import load_search, rows
 
-    study, _ = load_search(args.name, _storage(args))
+    study, _ = load_search(args.name, storage_of(args))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

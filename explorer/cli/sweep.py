@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from explorer.arch.presets import DEFAULT_PRESET, PRESETS
-from explorer.cli.common import print_json
+from explorer.cli.common import add_name_and_storage, print_json, storage_of
 from explorer.engine.recipes import DEFAULT_RECIPE, RECIPES
 from explorer.errors import ConfigError
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     commands = p.add_subparsers(dest="sweep_command", required=True, parser_class=type(p))
 
     c = commands.add_parser("create", help="create a sweep: the settings to vary, their values, the repeats")
-    _common(c)
+    add_name_and_storage(c, "sweep")
     c.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=V1,V2",
                    help="a setting and its values, e.g. train.batch_size=4,8,16 or arch.batchnorm=true,false "
                         "(list settings join items with +: train.augment=flip+crop,none); repeatable")
@@ -43,29 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(handler=run_create)
 
     r = commands.add_parser("run", help="train the sweep's missing runs with K local worker processes")
-    _common(r)
+    add_name_and_storage(r, "sweep")
     r.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     r.add_argument("--data-dir", type=Path, help="where the data is found (default $EXPLORER_DATA_DIR or data)")
     r.set_defaults(handler=run_run)
 
     s = commands.add_parser("status", help="one row per grid point: settings, n, mean, 95 % interval")
-    _common(s)
+    add_name_and_storage(s, "sweep")
     s.set_defaults(handler=run_status)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="the sweep's name")
-    p.add_argument("--storage", help="journal:PATH or a SQLAlchemy URL (default journal:<runs-dir>/searches/NAME/"
-                                     "journal.log)")
-    p.add_argument("--runs-dir", type=Path, help="where runs go (default $EXPLORER_RUNS_DIR or checkpoints)")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-
-
-def _storage(args: argparse.Namespace) -> str:
-    from explorer.search.control import check_name
-    from explorer.search.study import default_storage
-
-    return args.storage or default_storage(check_name(args.name), args.runs_dir)
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -73,7 +58,7 @@ def run_create(args: argparse.Namespace) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs {args.epochs}: use at least 1.")
-    storage = _storage(args)
+    storage = storage_of(args)
     points = grid([parse_set(text) for text in args.sets])
     settings = sweep_settings(points, args.data, args.repeat, args.preset, args.recipe, args.epochs,
                               args.trial_seconds, args.data_dir)
@@ -88,7 +73,7 @@ def run_create(args: argparse.Namespace) -> int:
 def run_run(args: argparse.Namespace) -> int:
     from explorer.search.sweep import load_sweep, run_sweep, sweep_status
 
-    storage = _storage(args)
+    storage = storage_of(args)
     outcome = run_sweep(args.name, storage, args.workers, args.runs_dir, args.data_dir)
     study, settings = load_sweep(args.name, storage)
     return print_status(sweep_status(study, settings) | {"run": outcome}, args.json)
@@ -97,7 +82,7 @@ def run_run(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     from explorer.search.sweep import load_sweep, sweep_status
 
-    study, settings = load_sweep(args.name, _storage(args))
+    study, settings = load_sweep(args.name, storage_of(args))
     return print_status(sweep_status(study, settings), args.json)
 
 

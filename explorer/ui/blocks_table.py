@@ -60,6 +60,9 @@ def blocks_frame(cfg: ArchConfig, cost: ModelCost) -> pd.DataFrame:
 def _on_edit(editor_key: str) -> None:
     edits = (st.session_state.get(editor_key) or {}).get("edited_rows") or {}
     st.session_state[ERRORS] = keys.apply_block_edits(st.session_state, edits)
+    # The edits now live in the blocks: a fresh editor draws them. Kept in the old editor, its browser side
+    # would send them back once its data changed, a second script run for every edit.
+    st.session_state[VERSION] = st.session_state.get(VERSION, 0) + 1
 
 
 def _editor_key(frame: pd.DataFrame) -> str:
