@@ -61,7 +61,9 @@ def test_an_out_of_range_fc_width_is_refused_and_the_last_width_kept(app):
                            f"Kept {before}."]
     assert app.number_input(key=keys.fc_key(1)).value == before
     assert next(m.value for m in app.metric if m.label == "Parameters") == params
-    app.number_input(key=keys.fc_key(1)).set_value(before + 1).run()  # a valid edit: the message goes
+    app.run()  # the next click anywhere: the message has been read
+    assert errors(app) == [] and app.number_input(key=keys.fc_key(1)).value == before
+    app.number_input(key=keys.fc_key(1)).set_value(before + 1).run()
     assert errors(app) == [] and app.number_input(key=keys.fc_key(1)).value == before + 1
 
 

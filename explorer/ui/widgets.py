@@ -24,7 +24,9 @@ from explorer.schema import Spec
 
 # Session-state keys of the number boxes' bookkeeping, one dict each, keyed by the box's key.
 LAST_VALID = "widgets.last_valid"  # the value a refused entry gives way to
-REFUSED = "widgets.refused"  # (message, the value it kept): shown while the box still holds that value
+# A refusal's message, shown by the next full run only: the next click anywhere clears it, as the app's other
+# one-off messages are cleared, so it never outlives the edit it describes.
+REFUSED = "widgets.refused"
 
 
 def _number_args(spec: Spec) -> dict[str, Any]:
@@ -107,26 +109,24 @@ def _on_number(key: str, spec: Spec, on_change: Callable[..., Any] | None, args:
     """The box's callback: keep a valid value (as its field's type) and run the page's own callback; put the
     last valid value back after a refused one, and say why."""
     state = st.session_state
-    refused = state.setdefault(REFUSED, {})
     message = refusal(spec, state[key])
     if message is None:
         state[key] = _as_kind(spec, state[key])
-        refused.pop(key, None)
         if on_change is not None:
             on_change(*args, **kwargs)
         return
     kept = state.get(LAST_VALID, {}).get(key)
     state[key] = kept
-    refused[key] = (f"{message} Kept {shown(kept)}." if kept is not None else message, kept)
+    state.setdefault(REFUSED, {})[key] = f"{message} Kept {shown(kept)}." if kept is not None else message
 
 
 def number_input(spec: Spec, key: str, container: Any = None, *, label: str | None = None,
                  value: float | None = None, say_in: Any = None, on_change: Callable[..., Any] | None = None,
                  args: tuple = (), kwargs: dict | None = None, **extra: Any) -> Any:
-    """A number box for `spec` under session-state `key` whose refused entries get one message and leave the
-    last valid value in place. `label` replaces the box's own label (messages keep spec.label); `value` is the
-    starting value when the key holds none (default: the low end); `say_in` is where the message goes (default:
-    under the box; a narrow column passes the container around it)."""
+    """A number box for `spec` under session-state `key` whose refused entries get one message (until the next
+    click) and leave the last valid value in place. `label` replaces the box's own label (messages keep
+    spec.label); `value` is the starting value when the key holds none (default: the low end); `say_in` is where
+    the message goes (default: under the box; a narrow column passes the container around it)."""
     state, where = st.session_state, container or st
     state.setdefault(key, value if value is not None else _as_kind(spec, spec.low))
     if refusal(spec, state[key]) is None:
@@ -134,8 +134,8 @@ def number_input(spec: Spec, key: str, container: Any = None, *, label: str | No
     call = widget_call(spec)[1] | ({"label": label} if label else {})
     number = where.number_input(key=key, **call, on_change=_on_number,
                                 args=(key, spec, on_change, args, kwargs or {}), **extra)
-    message, kept = state.get(REFUSED, {}).get(key, (None, None))
-    if message and state[key] == kept:  # gone once the box holds another value (a later edit, a preset)
+    message = state.get(REFUSED, {}).pop(key, None)
+    if message:
         (say_in or where).error(message)
     return number
 
