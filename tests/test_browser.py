@@ -23,6 +23,7 @@ from browser_helpers import (
     prepare,
     running_app,
     wait_rerun,
+    watch_reruns,
 )
 
 pytestmark = BROWSER_MARKS
@@ -176,3 +177,44 @@ def test_a_broken_link_shows_a_warning_and_the_defaults(app_url):
         assert "This link's design cannot be read" in warning.inner_text()
         assert metric_value(page, "Parameters") == "164,310"
         assert page.locator("[data-testid='stException']").count() == 0
+
+
+def _type_number(page, box, text: str) -> None:
+    """Type `text` into a number box as a person does (Playwright's fill() refuses letters in a number input;
+    Chromium drops them as it does for a person) and commit it with Enter."""
+    box.click()
+    box.press("Control+A")
+    box.press("Backspace")
+    page.keyboard.type(text)
+    watch_reruns(page)
+    box.press("Enter")
+    wait_rerun(page)
+
+
+def test_a_refused_number_says_why_and_keeps_the_last_value(page, artifacts_dir):
+    """Issue 21 item 3: in Chromium, "-5" stayed in the box behind a hover-only icon and "abc" became 1; now
+    each refused entry gets one message naming the field and its range, and the box shows the kept value."""
+    sidebar = page.locator("[data-testid='stSidebar']")
+    box = sidebar.get_by_label("fc1 units", exact=True)
+    kept = box.input_value()
+    params = metric_value(page, "Parameters")
+    alerts = sidebar.locator("[data-testid='stAlertContentError']")
+    for text, why in (("-5", "-5 is out of range"), ("abc", "the box is empty or not a number"),
+                      ("5000", "5000 is out of range")):
+        _type_number(page, box, text)
+        assert alerts.all_inner_texts() == [f"fc1 units: {why}; enter a whole number from 1 to 4096. Kept {kept}."]
+        assert box.input_value() == kept and metric_value(page, "Parameters") == params
+    page.screenshot(path=str(artifacts_dir / "refused_number.png"))
+    _type_number(page, box, "1000")  # a valid width: taken, and the message goes
+    assert box.input_value() == "1000" and alerts.count() == 0
+    assert metric_value(page, "Parameters") != params
+    # The arrow keys and the step buttons still step (the limits moved to the server, not the steps).
+    watch_reruns(page)
+    box.press("ArrowUp")
+    wait_rerun(page)
+    assert box.input_value() == "1001"
+    budget = sidebar.get_by_label("Parameter budget", exact=True)
+    watch_reruns(page)
+    sidebar.locator(".st-key-arch-budget [data-testid='stNumberInputStepUp']").click()
+    wait_rerun(page)
+    assert budget.input_value() == "257000"

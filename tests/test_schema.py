@@ -133,8 +133,11 @@ def test_a_new_field_is_one_declaration() -> None:
     schema.add_arguments(parser, Toy)
     assert schema.values_from_args(parser.parse_args(["--width", "6"]), Toy) == {"width": 6}
     assert schema.to_cli_args(Toy(6)) == ["--width", "6"]
+    # The limits are checked on the server (widgets.refusal), not in the browser: see test_number_boxes.
     assert widgets.widget_call(schema.spec_of(Toy, "width")) == (
-        "number_input", {"label": "Width", "help": "how wide", "min_value": 1, "max_value": 8, "step": 1})
+        "number_input", {"label": "Width", "help": "how wide", "value": None, "step": 1})
+    assert widgets.refusal(schema.spec_of(Toy, "width"), 9) == \
+        "Width: 9 is out of range; enter a whole number from 1 to 8."
     assert schema.json_schema(Toy)["properties"]["width"] | {"minimum": 1, "maximum": 8, "default": 4} == \
         schema.json_schema(Toy)["properties"]["width"]
 
@@ -149,10 +152,17 @@ def test_every_scalar_field_has_a_widget_with_the_schema_limits(cls: type, spec:
     if spec.choices:
         assert args["options"] == list(spec.choices)
         assert [args["format_func"](c) for c in spec.choices] == [spec.label_of(c) for c in spec.choices]
+    elif spec.kind in ("int", "float") and name == "number_input":
+        # No limits in the browser: every typed value reaches the server, which refuses with a message
+        # (widgets.refusal). The step's type makes the box's: int fields get ints back, float fields floats.
+        assert "min_value" not in args and args["value"] is None
+        assert type(args["step"]) is (int if spec.kind == "int" else float)
+        assert widgets.refusal(spec, spec.low) is None and widgets.refusal(spec, spec.high) is None
+        assert widgets.refusal(spec, spec.low - 1).endswith(f"from {schema.describe(spec)}.")
     elif spec.kind in ("int", "float"):
-        assert (args["min_value"], args["max_value"]) == (spec.low, spec.high)
-        # The widget returns the field's type: int limits give ints, float limits floats.
+        # A slider cannot take a value outside its limits: it gets them, in the field's type.
         wanted = int if spec.kind == "int" else float
+        assert (args["min_value"], args["max_value"]) == (spec.low, spec.high)
         assert {type(args[k]) for k in ("min_value", "max_value", "step")} == {wanted}
     else:
         assert spec.kind == "bool" and name in ("checkbox", "toggle")
@@ -161,7 +171,9 @@ def test_every_scalar_field_has_a_widget_with_the_schema_limits(cls: type, spec:
 def test_list_fields_have_a_count_and_item_widgets() -> None:
     fc = schema.spec_of(ArchConfig, "fc")
     name, args = widgets.item_call(fc, 2)
-    assert (name, args["label"], args["min_value"], args["max_value"]) == ("number_input", "fc2 units", 1, 4096)
+    assert (name, args["label"]) == ("number_input", "fc2 units")
+    assert widgets.refusal(widgets.item_spec(fc, 2), 5000) == \
+        "fc2 units: 5000 is out of range; enter a whole number from 1 to 4096."
     conv = schema.spec_of(ArchConfig, "conv")
     assert (conv.min_items, conv.max_items) == (1, arch_keys.MAX_CONV_BLOCKS) == (1, 12)
     assert arch_keys.MAX_FC_LAYERS == fc.max_items == 4
@@ -203,7 +215,10 @@ def test_drawn_widgets_carry_the_schema_limits_help_and_labels() -> None:
         key = f"{cls.__name__}.{spec.name}"
         if spec.kind in ("int", "float", "list[int]") and not spec.choices and spec.widget is None:
             widget = at.number_input(key=key)
-            assert (widget.min, widget.max, widget.step) == (spec.low, spec.high, spec.step)
+            # The limits live on the server (every typed value reaches it, see test_number_boxes): none in the
+            # browser, and the box starts at the low end as Streamlit's own default did.
+            assert not (widget.proto.has_min or widget.proto.has_max) and widget.step == spec.step
+            assert widget.value == spec.low
             # An item of a list (fc2 units) has no help of its own: the list's help describes all of them.
             assert widget.help == ("" if spec.kind == "list[int]" else spec.help)
             assert isinstance(widget.value, int if spec.kind != "float" else float)

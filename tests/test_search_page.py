@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from explorer.arch.config import MAX_CONV_BLOCKS
 from explorer.arch.presets import PRESETS
 from explorer.search import control
+from explorer.search.space import section_specs
 from explorer.search.study import default_storage, load_search, rows
 from explorer.store.runs import active_runs, read_run
 from explorer.ui import search_panel
@@ -127,8 +128,14 @@ def test_the_space_widgets_follow_the_schema_and_rewrite_the_json(app):
     space = _space(app)
     depth = space["arch"]["depth"]
     assert app.selectbox(key=editor.key("arch", "depth", "mode")).value == "range"
-    low = app.number_input(key=editor.key("arch", "depth", "low"))
-    assert (low.value, low.min, low.max) == (depth["low"], 1, MAX_CONV_BLOCKS)  # the schema's limits for depth
+    low = editor.key("arch", "depth", "low")
+    assert app.number_input(key=low).value == depth["low"]
+    # The schema's limits for depth, checked on the server: a value past them is refused, named, and undone.
+    app.number_input(key=low).set_value(MAX_CONV_BLOCKS + 1).run()
+    label = section_specs("arch")["depth"].label
+    assert [e.value for e in app.error] == [f"{label} (low end): {MAX_CONV_BLOCKS + 1} is out of range; enter a "
+                                            f"whole number from 1 to {MAX_CONV_BLOCKS}. Kept {depth['low']}."]
+    assert app.number_input(key=low).value == depth["low"] and _space(app)["arch"]["depth"] == depth
     assert app.multiselect(key=editor.key("train", "augment", "choices")).options == [
         "horizontal flip + random crop", "horizontal flip", "random crop", "none"]  # every combination
     # A widget edit rewrites the JSON; "not searched" drops the entry; a typed list of numbers is read.

@@ -26,7 +26,7 @@ from explorer.inspect.export import (  # architecture_line: the panel's design l
 from explorer.store import settings
 from explorer.store.checkpoint import LoadedCheckpoint, checkpoint_summary, find_checkpoints, load_checkpoint
 from explorer.store.runs import RECORD_NAME, list_runs, run_record_for
-from explorer.ui import eval_charts
+from explorer.ui import eval_charts, widgets
 from explorer.ui.format import human
 
 KIND = "ckpt.kind"
@@ -323,7 +323,7 @@ def _resume_section(loaded: LoadedCheckpoint) -> None:
     if record.get("status") == "interrupted":
         st.warning(record.get("message") or "This run was interrupted.")
     left, right = st.columns([1, 2])
-    epochs = left.number_input("More epochs", 1, 1000, value=2, step=1, key=RESUME_EPOCHS)
+    epochs = widgets.number_input(widgets.number_spec("More epochs", 1, 1000), RESUME_EPOCHS, left, value=2)
     right.write("")
     if right.button(f"Resume training for {epochs} more epochs", key="ckpt.resume"):
         st.session_state[RESUME_MESSAGE] = _start_resume(record, int(epochs))

@@ -28,7 +28,7 @@ from explorer.inspect.export import architecture_line
 from explorer.inspect.images import load_image
 from explorer.store import settings
 from explorer.store.checkpoint import LoadedCheckpoint
-from explorer.ui import checkpoints_panel
+from explorer.ui import checkpoints_panel, widgets
 from explorer.ui.charts import OK_COLOR, TEST_COLOR
 
 CHECKPOINT = "inspect.checkpoint"
@@ -154,7 +154,7 @@ def _pick_test_image(loaded: LoadedCheckpoint, identity: str) -> Picked | None:
     count = len(indices)
     if not 1 <= int(st.session_state.get(INDEX, 1)) <= count:
         st.session_state[INDEX] = 1
-    number = middle.number_input(f"Image (1–{count:,})", 1, count, step=1, key=INDEX)
+    number = widgets.number_input(widgets.number_spec("Image", 1, count), INDEX, middle, label=f"Image (1–{count:,})")
     right.button("Another", key="inspect.another", on_click=_another, args=(count,), icon=":material/casino:")
     index = int(indices[int(number) - 1])
     label = int(dataset.test_y[index])

@@ -35,7 +35,7 @@ from explorer.search.study import (
 )
 from explorer.store import settings
 from explorer.store.runner import RunSpec
-from explorer.ui import navigation, resources, search_charts, source_picker, space_editor, train_state
+from explorer.ui import navigation, resources, search_charts, source_picker, space_editor, train_state, widgets
 from explorer.ui import state as arch_keys
 from explorer.ui.state import Selection
 
@@ -226,13 +226,15 @@ def _trial_settings() -> None:
     st.radio("Each trial trains for", ("seconds per trial", "epochs per trial"), key=PER_TRIAL, horizontal=True,
              help="Fair trials: the same training time (the schedule fitted to it) or the same number of epochs.")
     if st.session_state[PER_TRIAL] == "seconds per trial":
-        st.number_input("Seconds per trial", 1.0, 86_400.0, step=10.0, format="%g", key=TRIAL_SECONDS)
+        seconds = widgets.number_spec("Seconds per trial", 1.0, 86_400.0, step=10.0, fmt="%g")
+        widgets.number_input(seconds, TRIAL_SECONDS)
     else:
-        st.number_input("Epochs per trial", 1, 1000, step=1, key=TRIAL_EPOCHS)
+        widgets.number_input(widgets.number_spec("Epochs per trial", 1, 1000), TRIAL_EPOCHS)
     st.selectbox("Objectives", OBJECTIVES, key=OBJECTIVE,
                  help="accuracy alone prunes weak trials early (Hyperband); with params or FLOPs the search is "
                       "multi-objective.")
-    st.number_input("FLOPs budget per image (0: none)", 0.0, 1e13, step=1e6, format="%g", key=FLOPS_BUDGET)
+    flops = widgets.number_spec("FLOPs budget per image (0: none)", 0.0, 1e13, step=1e6, fmt="%g")
+    widgets.number_input(flops, FLOPS_BUDGET)
 
 
 def _space_defaults(state: MutableMapping[str, Any]) -> dict:
@@ -299,9 +301,10 @@ def _new_search(selection: Selection) -> None:
 
 def workers_and_trials() -> None:
     one, two = st.columns(2)
-    one.number_input("Worker processes", 1, 64, step=1, key=WORKERS,
-                     help="Local processes; their torch threads share the cores.")
-    two.number_input("Trials (for the whole search; 0: until stopped)", 0, 100_000, step=1, key=TRIALS)
+    widgets.number_input(widgets.number_spec("Worker processes", 1, 64), WORKERS, one,
+                         help="Local processes; their torch threads share the cores.")
+    widgets.number_input(widgets.number_spec("Trials (for the whole search; 0: until stopped)", 0, 100_000), TRIALS,
+                         two)
 
 
 # --- a picked search ----------------------------------------------------------------------------------------
@@ -429,7 +432,7 @@ def _trial_actions(name: str) -> None:
                    format_func=lambda n: search_charts.trial_label(by_number[n]))
     row = by_number[st.session_state[TRIAL]]
     st.session_state.setdefault(LONGER_EPOCHS, max(RECIPES["fast"].epochs, 2 * int(row.get("epochs") or 1)))
-    epochs.number_input("Epochs", 1, 1000, step=1, key=LONGER_EPOCHS)
+    widgets.number_input(widgets.number_spec("Epochs", 1, 1000), LONGER_EPOCHS, epochs)
     open_col.button("Open in Architecture", key="search.open", on_click=_on_open, args=(row, study_settings),
                     width="stretch")
     longer.button("Train longer", key="search.longer", on_click=_on_train_longer,

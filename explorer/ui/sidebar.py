@@ -129,7 +129,7 @@ def _classifier() -> None:
     n_fc = int(st.session_state[keys.N_FC])
     columns = sb.columns(2) if n_fc else []
     for i in range(1, n_fc + 1):
-        widgets.draw_item(ArchConfig, "fc", i, keys.fc_key(i), container=columns[(i - 1) % 2],
+        widgets.draw_item(ArchConfig, "fc", i, keys.fc_key(i), container=columns[(i - 1) % 2], say_in=sb,
                           on_change=_on_edit, **PERSIST)
 
 
@@ -142,15 +142,16 @@ def _layer_options() -> None:
 
 def _input_and_budget() -> None:
     sb = st.sidebar
-    sb.number_input("Parameter budget", *BUDGET_RANGE, step=1_000, key=keys.BUDGET,
-                    help="The study's budget is 256,000 parameters.")
+    budget = widgets.number_spec("Parameter budget", *BUDGET_RANGE, step=1_000)
+    widgets.number_input(budget, keys.BUDGET, sb, help="The study's budget is 256,000 parameters.")
     with sb.expander("Input shape and classes", expanded=False):
         st.caption("Set by the dataset chosen on the Train page; edit to explore other inputs.")
         c, h, w = st.columns(3)
-        c.number_input("C", 1, MAX_INPUT_CHANNELS, step=1, key=keys.IN_C)
-        h.number_input("H", 1, MAX_INPUT_SIZE, step=1, key=keys.IN_H)
-        w.number_input("W", 1, MAX_INPUT_SIZE, step=1, key=keys.IN_W)
-        st.number_input("Classes", *CLASSES_RANGE, step=1, key=keys.NUM_CLASSES)
+        # A refusal's message goes under the row: a third of the sidebar is too narrow for it.
+        for name, limit, key, column in (("C", MAX_INPUT_CHANNELS, keys.IN_C, c), ("H", MAX_INPUT_SIZE, keys.IN_H, h),
+                                         ("W", MAX_INPUT_SIZE, keys.IN_W, w)):
+            widgets.number_input(widgets.number_spec(name, 1, limit), key, column, say_in=st)
+        widgets.number_input(widgets.number_spec("Classes", *CLASSES_RANGE), keys.NUM_CLASSES)
 
 
 def render() -> Selection:

@@ -18,7 +18,7 @@ from explorer.engine.data import check_source
 from explorer.engine.dataset import Dataset
 from explorer.errors import ExplorerError
 from explorer.store import settings
-from explorer.ui import resources
+from explorer.ui import resources, widgets
 from explorer.ui import state as arch_keys
 from explorer.ui import train_state as keys
 from explorer.ui.train_state import SourceKeys
@@ -60,8 +60,8 @@ def render(picker: SourceKeys, help: str, on_pick: Callable[[], None] | None = N
     state = st.session_state
     st.selectbox("Dataset", list(labels), key=picker.choice, format_func=labels.get, on_change=on_pick, help=help)
     if state[picker.choice] == "synthetic":
-        st.number_input("Synthetic training images (a quarter as many test images)", 20, 200_000, step=500,
-                        key=picker.synthetic_size, help="Fewer images: quicker runs to try things out.")
+        size = widgets.number_spec("Synthetic training images (a quarter as many test images)", 20, 200_000, step=500)
+        widgets.number_input(size, picker.synthetic_size, help="Fewer images: quicker runs to try things out.")
     if state[picker.choice] == keys.FOLDER_CHOICE:
         st.text_input(FOLDER_LABEL, key=picker.folder, on_change=on_pick, placeholder="/path/to/images")
     return _found(keys.source_of(state, picker))

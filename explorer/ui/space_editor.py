@@ -10,6 +10,7 @@ stays the one source of truth: a widget edit rewrites it, an edit of the text re
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import MutableMapping
@@ -20,6 +21,7 @@ import streamlit as st
 from explorer.errors import ConfigError
 from explorer.schema import REQUIRED, Spec
 from explorer.search.space import load_space, section_specs
+from explorer.ui import widgets
 
 SECTIONS = ("arch", "train")
 MODES = ("fixed", "range", "choices", "not searched")
@@ -192,11 +194,10 @@ def _row(section: str, name: str, spec: Spec, space_key: str, error_key: str) ->
     if mode == "range":
         range_defaults(st.session_state, section, name, spec)
         low, high, log = values.columns([2, 2, 1], vertical_alignment="bottom")
-        limits = {"min_value": spec.low, "max_value": spec.high}
-        if spec.kind == "float":
-            limits = {k: float(v) for k, v in limits.items() if v is not None} | {"format": "%g"}
-        low.number_input("low", key=key(section, name, "low"), **limits, **args)
-        high.number_input("high", key=key(section, name, "high"), **limits, **args)
+        fmt = "%g" if spec.kind == "float" else spec.fmt
+        for end, column in (("low", low), ("high", high)):
+            box = dataclasses.replace(spec, label=f"{spec.label} ({end} end)", fmt=fmt)
+            widgets.number_input(box, key(section, name, end), column, label=end, **args)
         log.checkbox("log", key=key(section, name, "log"), **args)
     elif mode == "choices" and options(spec) is None:
         values.text_input("values (comma-separated)", key=key(section, name, "typed"), **args)

@@ -19,6 +19,7 @@ from explorer.engine.config import TrainConfig
 from explorer.errors import ExplorerError
 from explorer.store.events import ENDED_STATUSES, History
 from explorer.store.runner import Runner, RunSpec
+from explorer.ui import widgets
 
 STOP_MESSAGE = "train.stop_message"
 STOPPING = "train.stopping"  # the run id this session asked to stop (shown "stopping" until it ends)
@@ -119,7 +120,7 @@ def resume_controls(runner: Runner, record: dict, attach: Callable[[str], None])
     if record.get("status") not in ENDED_STATUSES or not record.get("checkpoint"):
         return
     left, right = st.columns([1, 3], vertical_alignment="bottom")
-    epochs = left.number_input("More epochs", 1, 1000, value=2, step=1, key=RESUME_EPOCHS)
+    epochs = widgets.number_input(widgets.number_spec("More epochs", 1, 1000), RESUME_EPOCHS, left, value=2)
     if right.button(f"Resume training for {epochs} more epochs", key="train.resume"):
         st.session_state[RESUME_MESSAGE] = start_resume(runner, record, int(epochs), attach)
         st.rerun()  # draw the new run, polling

@@ -28,7 +28,7 @@ from explorer.search.sweep import (
     sweepable_specs,
 )
 from explorer.store import settings as store_settings
-from explorer.ui import sweep_charts
+from explorer.ui import sweep_charts, widgets
 from explorer.ui.state import Selection
 
 POLL_SECONDS = 2.0
@@ -134,15 +134,16 @@ def _new_sweep() -> None:
     recipe.selectbox("Training recipe", list(RECIPES), key=RECIPE)
     _setting_inputs()
     repeat, epochs, workers = st.columns(3)
-    repeat.number_input("Seeds per point (repeat)", 1, 50, step=1, key=REPEAT)
-    epochs.number_input("Epochs per run", 1, 1000, step=1, key=EPOCHS)
-    workers.number_input("Worker processes", 1, 64, step=1, key=WORKERS)
+    widgets.number_input(widgets.number_spec("Seeds per point (repeat)", 1, 50), REPEAT, repeat)
+    widgets.number_input(widgets.number_spec("Epochs per run", 1, 1000), EPOCHS, epochs)
+    widgets.number_input(widgets.number_spec("Worker processes", 1, 64), WORKERS, workers)
     st.button("Create and start the sweep", type="primary", key="sweep.create", on_click=_act,
               args=(create_and_start,))
     with st.expander("Replay the study (its steps with seeds: its accuracy beside ours, a verdict per conclusion)"):
         scale, short = st.columns(2)
-        scale.number_input("Scale the study's epochs (2, and 12 for its long runs) by", 0.05, 10.0, step=0.25,
-                           format="%g", key=SCALE)
+        factor = widgets.number_spec("Scale the study's epochs (2, and 12 for its long runs) by", 0.05, 10.0,
+                                     step=0.25, fmt="%g")
+        widgets.number_input(factor, SCALE, scale)
         short.checkbox("Leave out the long runs", key=SHORT_ONLY)
         st.caption("Uses the data source, seeds per point and worker processes above.")
         st.button("Replay the study", key="sweep.replay", on_click=_act, args=(replay_study,))

@@ -131,7 +131,8 @@ def time_budget_message(seconds_per_epoch: float, epochs: int, budget_minutes: f
 
 def _estimate_section(selection: Selection, train_cfg: TrainConfig | None, source: str) -> None:
     left, right = st.columns([1, 3])
-    left.number_input("Time budget (minutes)", 0.1, 10_000.0, step=1.0, format="%g", key=keys.TIME_BUDGET)
+    minutes = widgets.number_spec("Time budget (minutes)", 0.1, 10_000.0, step=1.0, fmt="%g")
+    widgets.number_input(minutes, keys.TIME_BUDGET, left)
     with right:
         st.write("")  # align the button with the input box
         clicked = st.button("Estimate seconds per epoch", key="train.estimate_button",
@@ -281,8 +282,8 @@ def steps_note(images: int, batch_size: int, epochs: int) -> tuple[str, str | No
 
 def _buttons(selection: Selection, train_cfg: TrainConfig | None, source: str, run_id: str | None,
              active: bool) -> None:
-    st.number_input("Repeat with N seeds", 1, MAX_REPEAT, 1, key=REPEAT,
-                    help="N runs of this design with the seeds seed, seed + 1, …, recorded as one group: the Runs "
+    widgets.number_input(widgets.number_spec("Repeat with N seeds", 1, MAX_REPEAT), REPEAT, value=1,
+                         help="N runs of this design with the seeds seed, seed + 1, …, recorded as one group: the Runs "
                          "page shows their mean with a 95 % interval and says whether two designs differ beyond "
                          "the seed's noise.")
     start_col, stop_col, info_col = st.columns([1, 1, 4])
