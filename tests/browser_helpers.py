@@ -150,7 +150,7 @@ def edit_width_cell(page, row: int, text: str, attempts: int = 3) -> None:
     """Type `text` into the width cell of block row `row` (from 0) of the blocks table and commit it with Enter.
     The grid draws on a canvas: the cell is selected by a click at its place (the row names' column has a fixed
     width, explorer.ui.blocks_table.INDEX_PX) and opened with Enter, as a keyboard user does. Now and then the
-    grid drops a commit made right after a redraw (the cell keeps its old value): then the edit is made again."""
+    editor does not open (the cell stays selected): then the edit is made again."""
     from explorer.ui.blocks_table import INDEX_PX
 
     cell = f"{TABLE} #glide-cell-1-{row}"
@@ -160,7 +160,7 @@ def edit_width_cell(page, row: int, text: str, attempts: int = 3) -> None:
             page.wait_for_function(f"(text) => document.querySelector('{cell}')?.textContent === text", arg=text,
                                    timeout=5000)
             return
-        except Exception:  # Playwright's TimeoutError: the editor did not open, or the commit was dropped
+        except Exception:  # Playwright's TimeoutError: the editor did not open
             if attempt == attempts - 1:
                 raise
             page.keyboard.press("Escape")
@@ -174,9 +174,13 @@ def _type_into_cell(page, row: int, text: str, index_px: int) -> None:
     page.mouse.click(box["x"] + index_px + 20, box["y"] + HEADER_PX + row * ROW_PX + ROW_PX // 2)
     page.keyboard.press("Enter")
     # Type only once the cell's editor has the focus: keys sent while it mounts are lost.
-    page.wait_for_function("() => ['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName)", timeout=5000)
+    # (the grid's own editor: another box of the page may hold the focus, and would get the text)
+    page.wait_for_function("() => document.activeElement?.classList.contains('gdg-input')", timeout=5000)
     page.keyboard.press("Control+A")
     page.keyboard.type(text)
     page.wait_for_function("(text) => document.activeElement?.value === text", arg=text, timeout=5000)
+    # Two frames for the editor to take the typed value in: an Enter right after the keys commits the old one.
+    page.wait_for_function("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+                           ".then(() => true)")
     watch_reruns(page)
     page.keyboard.press("Enter")
