@@ -154,7 +154,7 @@ def _check_number(where: str, value: Any, spec: Spec, kind: str) -> None:
         what = "a whole number" if kind == "int" else "a number"
         raise ConfigError(f"{where}: expected {what}, got {type(value).__name__} {value!r}.")
     if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
-        raise ConfigError(f"{where}: {value} is out of range; use a value from {spec.low} to {spec.high}.")
+        raise ConfigError(f"{where}: {number_text(value)} is out of range; use a value from {value_range(spec)}.")
 
 
 def _check_scalar(where: str, value: Any, spec: Spec, kind: str) -> None:
@@ -334,15 +334,25 @@ def _converter(spec: Spec) -> Callable[[str], Any]:
     return convert
 
 
+def number_text(value: float) -> str:
+    """A limit as people write it: 1000 for an int, 0 / 0.9 / 86400 / 1e-08 / 1e+13 for a float."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def value_range(spec: Spec) -> str:
+    """A number setting's limits in words: '1 to 1000', '1e-08 to 100'."""
+    return f"{number_text(spec.low)} to {number_text(spec.high)}"
+
+
 def describe(spec: Spec) -> str:
-    """Allowed values in words: 'one of a, b', '1 to 1000', 'comma list of flip, crop' ..."""
+    """Allowed values in words: 'one of a, b', '1 to 1000', '0 to 0.9', 'comma list of flip, crop' ..."""
     if spec.kind == "bool":
         return "true or false"
     if spec.choices:
         listed = ", ".join(map(str, spec.choices))
         return f"comma list of {listed}, or none" if spec.kind.startswith("list[") else f"one of {listed}"
     if spec.low is not None:
-        span = f"{spec.low} to {spec.high}"
+        span = value_range(spec)
         return f"comma list of {span}, or none" if spec.kind.startswith("list[") else span
     return spec.kind
 

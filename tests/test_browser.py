@@ -192,20 +192,21 @@ def _type_number(page, box, text: str) -> None:
 
 
 def test_a_refused_number_says_why_and_keeps_the_last_value(page, artifacts_dir):
-    """Issue 21 item 3: in Chromium, "-5" stayed in the box behind a hover-only icon and "abc" became 1; now
-    each refused entry gets one message naming the field and its range, and the box shows the kept value."""
+    """Issue 21 item 3: in Chromium, "-5" stayed in the box behind a hover-only icon, "abc" became 1, "2.5" 2 and
+    "1e3" 1; now each refused entry gets one message naming the field and its range, and the box shows the kept
+    value; "1e3" is read as the number it is."""
     sidebar = page.locator("[data-testid='stSidebar']")
     box = sidebar.get_by_label("fc1 units", exact=True)
     kept = box.input_value()
     params = metric_value(page, "Parameters")
     alerts = sidebar.locator("[data-testid='stAlertContentError']")
     for text, why in (("-5", "-5 is out of range"), ("abc", "the box is empty or not a number"),
-                      ("5000", "5000 is out of range")):
+                      ("5000", "5000 is out of range"), ("2.5", "2.5 is not a whole number")):
         _type_number(page, box, text)
         assert alerts.all_inner_texts() == [f"fc1 units: {why}; enter a whole number from 1 to 4096. Kept {kept}."]
         assert box.input_value() == kept and metric_value(page, "Parameters") == params
     page.screenshot(path=str(artifacts_dir / "refused_number.png"))
-    _type_number(page, box, "1000")  # a valid width: taken, and the message goes
+    _type_number(page, box, "1e3")  # a valid width, written as a power of ten: taken, and the message goes
     assert box.input_value() == "1000" and alerts.count() == 0
     assert metric_value(page, "Parameters") != params
     # The arrow keys and the step buttons still step (the limits moved to the server, not the steps).

@@ -79,4 +79,4 @@ def test_train_flag_out_of_range_exits_2_with_one_line_naming_it() -> None:
     result = run_cli("train", "--preset", "tutorial", "--data", "synthetic:20", "--lr", "0")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "python -m explorer train: error: argument --lr: lr: 0.0 is out of range; use a value from 1e-08 to 100.0."]
+        "python -m explorer train: error: argument --lr: lr: 0 is out of range; use a value from 1e-08 to 100."]

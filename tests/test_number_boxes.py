@@ -71,10 +71,14 @@ def test_refused_epochs_keep_the_last_valid_value_on_the_train_page(app):
     app.switch_page("explorer/ui/pages/train.py").run()
     app.number_input(key=EPOCHS).set_value(7).run()
     for typed, why in ((-5, "-5 is out of range"), (None, "the box is empty or not a number"),
-                       (5000, "5000 is out of range")):
+                       (5000, "5000 is out of range"), (2.5, "2.5 is not a whole number")):
         app.number_input(key=EPOCHS).set_value(typed).run()
         assert not app.exception
         assert errors(app) == [f"Epochs: {why}; enter a whole number from 1 to 1000. Kept 7."]
         assert app.number_input(key=EPOCHS).value == 7 and type(app.session_state[EPOCHS]) is int
-    app.number_input(key=EPOCHS).set_value(1000).run()  # the high end is allowed: the message goes
+    app.number_input(key=EPOCHS).set_value(1000.0).run()  # the high end is allowed: the message goes
     assert errors(app) == [] and app.session_state[EPOCHS] == 1000 and type(app.session_state[EPOCHS]) is int
+    # The browser sends a float box's value back as a float on every rerun: the field still holds an int.
+    app.number_input(key=EPOCHS).set_value(12.0).run()
+    app.run()
+    assert app.session_state[EPOCHS] == 12 and type(app.session_state[EPOCHS]) is int

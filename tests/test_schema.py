@@ -135,9 +135,11 @@ def test_a_new_field_is_one_declaration() -> None:
     assert schema.to_cli_args(Toy(6)) == ["--width", "6"]
     # The limits are checked on the server (widgets.refusal), not in the browser: see test_number_boxes.
     assert widgets.widget_call(schema.spec_of(Toy, "width")) == (
-        "number_input", {"label": "Width", "help": "how wide", "value": None, "step": 1})
+        "number_input", {"label": "Width", "help": "how wide", "value": None, "step": 1.0, "format": "%.0f"})
     assert widgets.refusal(schema.spec_of(Toy, "width"), 9) == \
         "Width: 9 is out of range; enter a whole number from 1 to 8."
+    assert widgets.refusal(schema.spec_of(Toy, "width"), 2.5) == \
+        "Width: 2.5 is not a whole number; enter a whole number from 1 to 8."
     assert schema.json_schema(Toy)["properties"]["width"] | {"minimum": 1, "maximum": 8, "default": 4} == \
         schema.json_schema(Toy)["properties"]["width"]
 
@@ -154,9 +156,10 @@ def test_every_scalar_field_has_a_widget_with_the_schema_limits(cls: type, spec:
         assert [args["format_func"](c) for c in spec.choices] == [spec.label_of(c) for c in spec.choices]
     elif spec.kind in ("int", "float") and name == "number_input":
         # No limits in the browser: every typed value reaches the server, which refuses with a message
-        # (widgets.refusal). The step's type makes the box's: int fields get ints back, float fields floats.
-        assert "min_value" not in args and args["value"] is None
-        assert type(args["step"]) is (int if spec.kind == "int" else float)
+        # (widgets.refusal). Every box is a float box in the browser, so "2.5" reaches the server as typed;
+        # whole-number boxes show no decimals (number_input turns the browser's 5.0 back into 5).
+        assert "min_value" not in args and args["value"] is None and type(args["step"]) is float
+        assert args.get("format") == (spec.fmt or "%.0f" if spec.kind == "int" else spec.fmt)
         assert widgets.refusal(spec, spec.low) is None and widgets.refusal(spec, spec.high) is None
         assert widgets.refusal(spec, spec.low - 1).endswith(f"from {schema.describe(spec)}.")
     elif spec.kind in ("int", "float"):
@@ -313,7 +316,7 @@ def test_a_bad_flag_exits_2_with_one_line_naming_the_field(cls: type, spec: sche
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and f"argument {spec.flag}" in lines[0] and f"{spec.name}: " in lines[0]
     allowed = (f"choose one of {', '.join(map(str, spec.choices))}" if spec.choices
-               else f"use a value from {spec.low} to {spec.high}")
+               else f"use a value from {schema.value_range(spec)}")
     assert lines[0].endswith(allowed + ".")
 
 
@@ -338,17 +341,18 @@ def test_from_dict_names_the_field_and_what_is_allowed(cls: type, spec: schema.S
         build(data)
     message = str(err.value)
     assert message.startswith(where) or message.startswith(spec.item_label.format(i=1))
-    allowed = {"bool": "true or false"}.get(spec.kind) or (
-        ", ".join(map(str, spec.choices)) if spec.choices else f"{spec.low} to {spec.high}")
     if spec.kind == "list[nested]":
         allowed = f"use {spec.min_items} to {spec.max_items}"
+    else:
+        allowed = {"bool": "true or false"}.get(spec.kind) or (
+            ", ".join(map(str, spec.choices)) if spec.choices else schema.value_range(spec))
     assert allowed in message
 
 
 def test_a_bad_arch_flag_exits_2_with_one_line(capsys) -> None:
     assert main(["stats", "--arch", '{"conv": [{"out_channels": 8}], "dropout": 2}']) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: dropout: 2 is out of range; use a value from 0.0 to 0.9."]
+        "error: dropout: 2 is out of range; use a value from 0 to 0.9."]
     assert main(["stats", "--arch", "{oops"]) == 2
     assert "architecture JSON is not valid JSON" in capsys.readouterr().err
 

@@ -257,3 +257,14 @@ def test_a_snapshot_after_every_epoch(tiny_dataset):
     assert "model" in snapshots[-1].optimizer_state  # EMA: the raw weights travel with the optimizer state
     last = {k: v.contiguous() for k, v in snapshots[-1].model.state_dict().items()}
     assert all(torch.equal(last[k], v) for k, v in result.model.state_dict().items())
+
+
+def test_squeeze_excitation_nets_run_nchw_on_the_cpu_and_the_rest_nhwc():
+    # Measured with benchmarks/throughput.py --vocabulary: NHWC made se-resnet slower on the CPU, the rest faster.
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert train_module.memory_format_for(PRESETS["se-resnet"], cpu) == torch.contiguous_format
+    assert train_module.memory_format_for(PRESETS["se-resnet"], cuda) == torch.channels_last
+    for name in ("fast", "resnet20", "tiniest"):
+        assert train_module.memory_format_for(PRESETS[name], cpu) == torch.channels_last
+    one_se_block = ArchConfig(conv=(ConvBlock(out_channels=8), ConvBlock(out_channels=8, block="basic", se=0.25)))
+    assert train_module.memory_format_for(one_se_block, cpu) == torch.contiguous_format

@@ -152,7 +152,7 @@ def apply_block_edits(state: MutableMapping[str, Any], edited_rows: Mapping[Any,
                     raise ConfigError(f"conv{index} {name}: empty; use {schema.describe(spec)}.")
                 if spec.kind == "int" and isinstance(value, float) and not value.is_integer():
                     raise ConfigError(f"conv{index} {name}: expected a whole number, got {value!r}; "
-                                      f"use a value from {spec.low} to {spec.high}.")
+                                      f"use a value from {schema.value_range(spec)}.")
                 typed = _typed(ConvBlock, name, value)
                 schema.check_value(spec, typed, f"conv{index} ")
             except (ConfigError, TypeError, ValueError) as err:

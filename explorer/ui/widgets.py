@@ -8,8 +8,10 @@ the server, not in the browser: with limits in the browser, Chromium kept "-5" i
 icon and sent nothing, and an empty box or "abc" (Chromium drops the letters) became the lowest value. So the
 box has no browser limits and no default (a typed number arrives as typed, an empty box as None); a callback
 refuses what breaks the Spec, puts the last valid value back and leaves one message, naming the field and its
-range. A whole-number box stays an int box: Streamlit's browser code reads it with parseInt ("2.5" -> 2,
-"1e3" -> 1, shown in the box), but a float box would hand the session floats (5.0) on every later rerun.
+range. A whole-number box is a float box in the browser, shown without decimals: Streamlit's browser code reads
+an int box with parseInt ("2.5" -> 2, "1e3" -> 1, never sent as typed), a float box with parseFloat, so "2.5"
+reaches the check (refused: not a whole number) and "1e3" arrives as 1000. The browser hands such a box's value
+back as a float (5.0) on every rerun; the helper turns it into the int its field holds before drawing it.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ REFUSED = "widgets.refused"
 def _number_args(spec: Spec) -> dict[str, Any]:
     # value=None: an empty box (or "abc", which Chromium leaves empty) reaches the callback as None instead
     # of becoming a default. No min/max: the browser would hold an out-of-range value back without a word.
-    cast = int if spec.kind == "int" else float
-    return {"value": None, "step": cast(spec.step if spec.step is not None else 1)} | \
-        ({"format": spec.fmt} if spec.fmt else {})
+    # A whole-number box goes to the browser as a float box without decimals (see the module's docstring).
+    fmt = spec.fmt or ("%.0f" if spec.kind == "int" else None)
+    return {"value": None, "step": float(spec.step if spec.step is not None else 1)} | \
+        ({"format": fmt} if fmt else {})
 
 
 def widget_call(spec: Spec) -> tuple[str, dict[str, Any]]:
@@ -96,6 +99,8 @@ def refusal(spec: Spec, value: float | None) -> str | None:
     wanted = f"enter {'a whole number' if spec.kind == 'int' else 'a number'} from {schema.describe(spec)}."
     if value is None:
         return f"{spec.label}: the box is empty or not a number; {wanted}"
+    if spec.kind == "int" and not float(value).is_integer():
+        return f"{spec.label}: {shown(value)} is not a whole number; {wanted}"
     if not spec.low <= value <= spec.high:
         return f"{spec.label}: {shown(value)} is out of range; {wanted}"
     return None
@@ -129,6 +134,8 @@ def number_input(spec: Spec, key: str, container: Any = None, *, label: str | No
     the message goes (default: under the box; a narrow column passes the container around it)."""
     state, where = st.session_state, container or st
     state.setdefault(key, value if value is not None else _as_kind(spec, spec.low))
+    if spec.kind == "int" and isinstance(state[key], float) and state[key].is_integer():
+        state[key] = int(state[key])  # the browser's float box sent 5.0 back: the field holds 5
     if refusal(spec, state[key]) is None:
         state.setdefault(LAST_VALID, {})[key] = state[key]
     call = widget_call(spec)[1] | ({"label": label} if label else {})
