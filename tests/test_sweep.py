@@ -90,7 +90,7 @@ TOO_MANY = ",".join(str(b) for b in range(1, 27))  # 26 batch sizes x 20 repeats
 @pytest.mark.parametrize("sets,extra,words", [
     ([f"train.batch_size={TOO_MANY}"], ["--repeat", "20"], f"= 520 runs, over {sweep.MAX_SWEEP_RUNS}"),
     (["train.batch_size=0,8"], [], "train.batch_size: 0 is out of range; use a value from 1"),
-    (["arch.dropout=0.5,2"], [], "arch.dropout: 2.0 is out of range"),
+    (["arch.dropout=0.5,2"], [], "arch.dropout: 2 is out of range"),
     (["arch.nonsense=1,2"], [], "--set arch.nonsense: no such setting; sweepable settings are preset"),
     (["train.batch_size="], [], "--set train.batch_size: no values"),
     (["train.batch_size"], [], "write NAME=V1,V2"),

@@ -114,7 +114,7 @@ def _entry(state: MutableMapping[str, Any], section: str, name: str, spec: Spec)
     try:
         if mode == "range":
             range_defaults(state, section, name, spec)
-            entry = {"low": state[key(section, name, "low")], "high": state[key(section, name, "high")]}
+            entry = {end: widgets.field_value(spec, state[key(section, name, end)]) for end in ("low", "high")}
             return entry | ({"log": True} if state.get(key(section, name, "log")) else {})
         if mode == "choices":
             if options(spec) is None:

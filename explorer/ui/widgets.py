@@ -106,6 +106,13 @@ def refusal(spec: Spec, value: float | None) -> str | None:
     return None
 
 
+def field_value(spec: Spec, value: Any) -> Any:
+    """A box's value as its field holds it: the browser's float box sends 5.0 back for a whole-number field's 5."""
+    if spec.kind == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _as_kind(spec: Spec, value: float) -> int | float:
     return int(value) if spec.kind == "int" else float(value)
 
@@ -134,8 +141,7 @@ def number_input(spec: Spec, key: str, container: Any = None, *, label: str | No
     the message goes (default: under the box; a narrow column passes the container around it)."""
     state, where = st.session_state, container or st
     state.setdefault(key, value if value is not None else _as_kind(spec, spec.low))
-    if spec.kind == "int" and isinstance(state[key], float) and state[key].is_integer():
-        state[key] = int(state[key])  # the browser's float box sent 5.0 back: the field holds 5
+    state[key] = field_value(spec, state[key])
     if refusal(spec, state[key]) is None:
         state.setdefault(LAST_VALID, {})[key] = state[key]
     call = widget_call(spec)[1] | ({"label": label} if label else {})
