@@ -141,7 +141,8 @@ def number_input(spec: Spec, key: str, container: Any = None, *, label: str | No
     the message goes (default: under the box; a narrow column passes the container around it)."""
     state, where = st.session_state, container or st
     state.setdefault(key, value if value is not None else _as_kind(spec, spec.low))
-    state[key] = field_value(spec, state[key])
+    if (typed := field_value(spec, state[key])) is not state[key]:
+        state[key] = typed  # only when it changes: a write marks the box as set by code for this run
     if refusal(spec, state[key]) is None:
         state.setdefault(LAST_VALID, {})[key] = state[key]
     call = widget_call(spec)[1] | ({"label": label} if label else {})
