@@ -87,6 +87,27 @@ def test_a_worker_killed_mid_trial_on_postgresql_is_failed_retried_and_the_searc
     cases.check_killed_worker_is_retried("pg-kill", postgres_url, runs_dir)
 
 
+def _connections(url: str) -> int:
+    """Client connections the server holds now, this one excluded."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client "
+                                            "backend' AND pid <> pg_backend_pid()")).scalar_one()
+
+
+def test_polling_a_search_does_not_open_a_connection_per_poll(postgres_url, runs_dir):
+    # The app's Search page, the supervisor and `search status` poll load_search; one engine per poll left its
+    # pooled connection open until garbage collection and exhausted the server (a CI run's "during the commit").
+    _create_on(postgres_url, "pg-poll", runs_dir)
+    before = _connections(postgres_url)
+    for _ in range(120):  # above PostgreSQL's default max_connections (100)
+        study, _ = load_search("pg-poll", postgres_url)
+        assert study.study_name == "pg-poll"
+    assert _connections(postgres_url) - before <= 2
+
+
 def test_a_bad_database_url_is_one_line(runs_dir, capsys):
     from explorer.cli import main
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ SETTINGS_ATTR = "explorer_search"
 HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 30
 MAX_RETRY = 2
 MIN_FOR_IMPORTANCE = 4
+# One RDBStorage per database URL and process: each RDBStorage owns an engine whose pool keeps connections open
+# until the garbage collector finds it, so one per poll (the app's Search page, the supervisor, `search status`)
+# exhausted PostgreSQL's connections ("An exception is raised during the commit" in a worker or a poll).
+_DATABASES: dict[str, Any] = {}
+_DATABASES_LOCK = threading.Lock()
 
 
 def _optuna() -> Any:
@@ -64,15 +70,22 @@ def make_storage(url: str, create: bool = True) -> Any:
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
             raise ConfigError(f"storage {url}: cannot open the journal file: {err.strerror or err}.") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
-    except Exception as err:  # sqlalchemy's URL, driver and connection errors have no common base
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"storage {hide_password(url)!r} cannot be opened ({_without(first, url)}); use "
-                          f"journal:PATH or a SQLAlchemy URL such as postgresql+psycopg://user@host/db.") from None
+    with _DATABASES_LOCK:
+        if url in _DATABASES:
+            return _DATABASES[url]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # pre-ping: a kept storage outlives a database restart (a stale pooled connection is replaced).
+                storage = RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=HEARTBEAT_SECONDS,
+                                     grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=(
+                                         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)))
+        except Exception as err:  # sqlalchemy's URL, driver and connection errors have no common base
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ConfigError(f"storage {hide_password(url)!r} cannot be opened ({_without(first, url)}); use "
+                              f"journal:PATH or a SQLAlchemy URL such as postgresql+psycopg://user@host/db.") from None
+        _DATABASES[url] = storage
+        return storage
 
 
 def _without(text: str, url: str) -> str:
