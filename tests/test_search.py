@@ -20,7 +20,16 @@ import pytest
 import torch
 
 from explorer.cli import main
-from explorer.search.study import create_search, fetch_checkpoint, load_search, make_settings, rows, status
+from explorer.search.study import (
+    best,
+    create_search,
+    fetch_checkpoint,
+    load_search,
+    make_settings,
+    pareto,
+    rows,
+    status,
+)
 from explorer.search.trial import validation_split
 from explorer.search.worker import run_worker
 from explorer.store.runner import Slots
@@ -298,6 +307,19 @@ def check_killed_worker_is_retried(name: str, storage: str, runs_dir: Path) -> N
 
 
 # ------------------------------------------------------------------------------------------- the CLI
+
+
+def test_best_breaks_an_accuracy_tie_by_the_searchs_own_costs_so_it_is_on_the_front():
+    # The CI flake: a tie on accuracy broken by parameters named trial 0 while the FLOPs front held only trial 1.
+    done = [{"number": 0, "state": "complete", "val_accuracy": 0.5, "params": 100, "flops": 900},
+            {"number": 1, "state": "complete", "val_accuracy": 0.5, "params": 200, "flops": 300},
+            {"number": 2, "state": "complete", "val_accuracy": 0.4, "params": 50, "flops": 100},
+            {"number": 3, "state": "pruned", "val_accuracy": 0.9, "params": 10, "flops": 10}]
+    assert [r["number"] for r in pareto(done, ("flops",))] == [2, 1]
+    assert best(done, ("flops",))["number"] == 1
+    assert best(done, ("params",))["number"] == 0
+    assert best(done, ("params", "flops"))["number"] == 0  # both on that front: fewer parameters
+    assert best(done[3:]) is None
 
 
 def test_cli_space_create_status_best_export(runs_dir, tmp_path, capsys):

@@ -145,10 +145,10 @@ def _print_status(summary: dict, as_json: bool) -> int:
 
 
 def run_best(args: argparse.Namespace) -> int:
-    from explorer.search.study import best, load_search, rows
+    from explorer.search.study import best, cost_keys, load_search, rows
 
-    study, _ = load_search(args.name, storage_of(args))
-    row = best(rows(study))
+    study, settings = load_search(args.name, storage_of(args))
+    row = best(rows(study), cost_keys(settings))
     if row is None:
         raise ConfigError(f"search {args.name} has no complete trial yet; run it with `search run {args.name}`.")
     if args.json:
