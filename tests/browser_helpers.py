@@ -146,11 +146,11 @@ TABLE = ".st-key-arch-blocks"  # the Architecture page's blocks table (a data ed
 ROW_PX = HEADER_PX = 35  # Streamlit's data editor rows and header
 
 
-def edit_width_cell(page, row: int, text: str, attempts: int = 3) -> None:
+def edit_width_cell(page, row: int, text: str, attempts: int = 3, timeout_ms: float = 5000) -> None:
     """Type `text` into the width cell of block row `row` (from 0) of the blocks table and commit it with Enter.
     The grid draws on a canvas: the cell is selected by a click at its place (the row names' column has a fixed
     width, explorer.ui.blocks_table.INDEX_PX) and opened with Enter, as a keyboard user does. Now and then the
-    editor does not open (the cell stays selected): then the edit is made again."""
+    editor does not open (the cell stays selected): then the edit is made again; `timeout_ms` per attempt."""
     from explorer.ui.blocks_table import INDEX_PX
 
     cell = f"{TABLE} #glide-cell-1-{row}"
@@ -158,7 +158,7 @@ def edit_width_cell(page, row: int, text: str, attempts: int = 3) -> None:
         try:
             _type_into_cell(page, row, text, INDEX_PX)
             page.wait_for_function(f"(text) => document.querySelector('{cell}')?.textContent === text", arg=text,
-                                   timeout=5000)
+                                   timeout=timeout_ms)
             return
         except Exception:  # Playwright's TimeoutError: the editor did not open
             if attempt == attempts - 1:
