@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field
@@ -148,11 +149,20 @@ def _fail_choice(where: str, value: Any, choices: tuple) -> None:
     raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}.")
 
 
+def as_json(value: Any) -> str:
+    """A refused value as the user wrote it in JSON, a link or a box: null, "x", Infinity, [1, 2] (not Python's
+    NoneType None)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _check_number(where: str, value: Any, spec: Spec, kind: str) -> None:
     wanted = int if kind == "int" else (int, float)
     if isinstance(value, bool) or not isinstance(value, wanted):
         what = "a whole number" if kind == "int" else "a number"
-        raise ConfigError(f"{where}: expected {what}, got {type(value).__name__} {value!r}.")
+        raise ConfigError(f"{where}: expected {what}, got {as_json(value)}.")
     if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
         raise ConfigError(f"{where}: {number_text(value)} is out of range; use a value from {value_range(spec)}.")
 
@@ -164,16 +174,16 @@ def _check_scalar(where: str, value: Any, spec: Spec, kind: str) -> None:
             _fail_choice(where, value, spec.choices)
     elif kind == "bool":
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {type(value).__name__} {value!r}.")
+            raise ConfigError(f"{where}: expected true or false, got {as_json(value)}.")
     elif kind in ("int", "float"):
         _check_number(where, value, spec, kind)
     elif not isinstance(value, str):
-        raise ConfigError(f"{where}: expected text, got {type(value).__name__} {value!r}.")
+        raise ConfigError(f"{where}: expected text, got {as_json(value)}.")
 
 
 def _check_list(where: str, value: Any, spec: Spec) -> None:
     if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}.")
+        raise ConfigError(f"{where}: expected a list, got {as_json(value)}.")
     high = spec.max_items if spec.max_items is not None else len(value)
     if not spec.min_items <= len(value) <= high:
         raise ConfigError(f"{where}: {len(value)} {spec.items_word}; use {spec.min_items} to {high}.")

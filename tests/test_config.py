@@ -32,7 +32,7 @@ def test_unknown_block_key_names_the_block() -> None:
     [
         ({"out_channels": 0}, r"conv1 out_channels: 0 is out of range; use a value from 1 to 1024"),
         ({"out_channels": 2000}, r"conv1 out_channels: 2000 is out of range"),
-        ({"out_channels": "32"}, r"conv1 out_channels: expected a whole number, got str"),
+        ({"out_channels": "32"}, r"conv1 out_channels: expected a whole number, got \"32\""),
         ({"kernel": 4}, r"conv1 kernel: 4 is not allowed; choose one of 1, 3, 5, 7"),
         ({"pool": "median"}, r"conv1 pool: 'median' is not allowed"),
     ],

@@ -358,7 +358,7 @@ def test_a_bad_arch_flag_exits_2_with_one_line(capsys) -> None:
 
 
 def test_cross_field_checks_name_both_fields() -> None:
-    with pytest.raises(ConfigError, match=r"^warmup_epochs: 3.0 is more than epochs \(2\)"):
+    with pytest.raises(ConfigError, match=r"^warmup_epochs: 3 is more than epochs \(2\)"):
         TrainConfig(warmup_epochs=3.0)
     assert TrainConfig(epochs=3, warmup_epochs=3.0).warmup_epochs == 3.0
     with pytest.raises(ConfigError, match="label_smoothing needs the cross_entropy loss"):
@@ -408,3 +408,17 @@ def test_schema_table_lists_every_field(capsys) -> None:
     for _cls, spec in ALL_SPECS:
         assert f"  {spec.name} " in out
     assert "--label-smoothing" in out and "one of sgd, nesterov, adam, adamw, adagrad" in out
+
+
+@pytest.mark.parametrize("field, value, shown", [
+    ("fc", None, "expected a list, got null."),
+    ("fc", "x", 'expected a list, got "x".'),
+    ("batchnorm", None, "expected true or false, got null."),
+])
+def test_a_refused_value_is_written_as_json_not_as_a_python_type(field, value, shown) -> None:
+    # A link or the search page's JSON box said "got NoneType None": the user wrote null.
+    from explorer.arch.config import ArchConfig
+
+    with pytest.raises(ConfigError) as refused:
+        ArchConfig.from_dict({"conv": [{"out_channels": 8}], field: value})
+    assert str(refused.value).endswith(shown) and "NoneType" not in str(refused.value)

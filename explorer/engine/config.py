@@ -138,7 +138,8 @@ class TrainConfig:
 
     def _check_combinations(self) -> None:
         if self.warmup_epochs > self.epochs:
-            raise ConfigError(f"warmup_epochs: {self.warmup_epochs} is more than epochs ({self.epochs}); "
+            warmup = schema.number_text(self.warmup_epochs)  # 1000, not 1000.0
+            raise ConfigError(f"warmup_epochs: {warmup} is more than epochs ({self.epochs}); "
                               f"use at most {self.epochs} warm-up epochs or train longer.")
         if self.loss == "nll" and self.label_smoothing:
             raise ConfigError("label_smoothing needs the cross_entropy loss; set it to 0 or use cross_entropy.")
