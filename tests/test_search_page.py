@@ -153,6 +153,10 @@ def test_the_space_widgets_follow_the_schema_and_rewrite_the_json(app):
     app.text_input(key=editor.key("train", "batch_size", "typed")).set_value("64, lots").run()
     assert any("space train.batch_size: cannot read" in e.value for e in app.error)
     assert _space(app)["train"]["batch_size"] == {"choices": [64, 128]}
+    # ... and Start waits until the value on screen is readable (it would search the JSON's older space).
+    assert app.button(key="search.start").disabled
+    app.text_input(key=editor.key("train", "batch_size", "typed")).set_value("64, 256").run()
+    assert not app.error and app.button(key="search.start").disabled is False
 
 
 def test_an_edited_json_space_reseeds_the_widgets(app):
@@ -298,4 +302,14 @@ def test_a_refused_storage_is_said_before_start_and_start_is_disabled(app, tmp_p
     assert any("the app keeps sqlite files inside the runs folder" in e.value for e in app.error)
     assert app.button(key="search.start").disabled and not (tmp_path / "any.db").exists()
     app.text_input(key=search_panel.STORAGE).set_value("postgresql+psycopg://u:pw@db.example/s").run()
+    assert not app.error and app.button(key="search.start").disabled is False
+
+
+@pytest.mark.parametrize("name", ["a/b", "../x", ".hidden"])
+def test_a_refused_search_name_is_said_before_start_and_start_is_disabled(app, runs_dir, name):
+    app.text_input(key=search_panel.NAME).set_value(name).run()
+    assert [e.value for e in app.error] == [f"search name {name!r}: use a plain name such as s1 (no '/', not "
+                                            f"starting with '.', at most 80 characters)."]
+    assert app.button(key="search.start").disabled and not (runs_dir / "searches").exists()
+    app.text_input(key=search_panel.NAME).set_value("  ").run()  # blank: a dated name is made at Start
     assert not app.error and app.button(key="search.start").disabled is False

@@ -104,6 +104,17 @@ def space_error(text: str) -> str | None:
     return None
 
 
+def name_error(text: str) -> str | None:
+    """Why the Search name box's name is refused, None when it is empty (a dated name is made) or accepted."""
+    if not str(text).strip():
+        return None
+    try:
+        control.check_name(text)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
 def storage_error(text: str) -> str | None:
     """Why the Storage box's URL is refused (before anything is created), None when it is empty or accepted."""
     if not str(text).strip():
@@ -128,7 +139,7 @@ def create_and_start(state: MutableMapping[str, Any], budget: int) -> str:
     database = str(state[STORAGE]).strip()
     if database:  # before anything is created: a refused storage leaves no folder and no file behind
         check_app_storage(database, runs_dir)
-    name = control.check_name(state[NAME] or time.strftime("search-%Y%m%d-%H%M%S"))
+    name = control.check_name(str(state[NAME]).strip() or time.strftime("search-%Y%m%d-%H%M%S"))
     space = load_space(state[SPACE])
     source = source_of(state)
     if source == "folder:":
@@ -287,9 +298,12 @@ def _new_search(selection: Selection) -> None:
         _trial_settings()
     with right:
         _space_editor(selection)
-    problem = space_error(state[SPACE]) or storage_error(state[STORAGE])
+    problem = space_error(state[SPACE]) or storage_error(state[STORAGE]) or name_error(state[NAME])
     if problem:
         st.error(problem)
+    # A value the space editor could not read left the JSON at its last readable space (its message is shown
+    # above, beside the editor): starting now would search a space other than the one on screen.
+    problem = problem or state.get(SPACE_WIDGET_ERROR)
     workers_and_trials()
     blocker = problem or ("enter an image folder first." if source_of(state) == "folder:" else None)
     st.button("Start search", type="primary", key="search.start", disabled=blocker is not None,
