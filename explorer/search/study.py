@@ -275,9 +275,9 @@ def cost_keys(settings: dict) -> tuple[str, ...]:
 
 
 def best(rows: list[dict], keys: tuple[str, ...] = ("params",)) -> dict | None:
-    """The complete trial with the best validation accuracy, taken from the Pareto front on `keys` so a tie goes
-    to the cheaper trial by the search's own costs (ties broken by parameters alone once named a trial off the
-    front: same accuracy, fewer parameters, more FLOPs)."""
+    """The complete trial with the best validation accuracy, taken from the Pareto front on `keys`, so a tie goes
+    to the trial that is cheaper by the search's own costs. (Breaking ties by parameters alone once named a trial
+    off a FLOPs front: the same accuracy with fewer parameters but more FLOPs.)"""
     return max(pareto(rows, keys), key=lambda r: (r["val_accuracy"], -(r["params"] or 0)), default=None)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import streamlit as st
@@ -95,35 +95,28 @@ def source_of(state: MutableMapping[str, Any]) -> str:
     return train_state.source_of(state, PICKER)
 
 
-def space_error(text: str) -> str | None:
-    """Why the space text is refused (one line naming the field), None when it is a valid space."""
+def _refusal(check: Callable[[str], Any], text: str) -> str | None:
+    """The ConfigError `check` raises for `text`, as one line; None when it accepts it."""
     try:
-        load_space(text)
+        check(text)
     except ConfigError as err:
         return str(err)
     return None
+
+
+def space_error(text: str) -> str | None:
+    """Why the space text is refused (one line naming the field), None when it is a valid space."""
+    return _refusal(load_space, text)
 
 
 def name_error(text: str) -> str | None:
     """Why the Search name box's name is refused, None when it is empty (a dated name is made) or accepted."""
-    if not str(text).strip():
-        return None
-    try:
-        control.check_name(text)
-    except ConfigError as err:
-        return str(err)
-    return None
+    return _refusal(control.check_name, text) if str(text).strip() else None
 
 
 def storage_error(text: str) -> str | None:
     """Why the Storage box's URL is refused (before anything is created), None when it is empty or accepted."""
-    if not str(text).strip():
-        return None
-    try:
-        check_app_storage(text, _dirs()[0])
-    except ConfigError as err:
-        return str(err)
-    return None
+    return _refusal(lambda url: check_app_storage(url, _dirs()[0]), text) if str(text).strip() else None
 
 
 # --- callbacks (they run before the script, so widget keys may still be set) -----------------------------------
