@@ -25,6 +25,7 @@ from browser_helpers import (
     wait_rerun,
     watch_reruns,
 )
+from playwright.sync_api import expect
 
 pytestmark = BROWSER_MARKS
 
@@ -179,9 +180,6 @@ def test_a_broken_link_shows_a_warning_and_the_defaults(app_url):
         assert page.locator("[data-testid='stException']").count() == 0
 
 
-SIDEBAR_ERRORS = "[data-testid=stSidebar] [data-testid=stAlertContentError]"
-
-
 def _type_number(page, box, text: str) -> None:
     """Type `text` into a number box as a person does (Playwright's fill() refuses letters in a number input;
     Chromium drops them as it does for a person) and commit it with Enter."""
@@ -202,20 +200,19 @@ def test_a_refused_number_says_why_and_keeps_the_last_value(page, artifacts_dir)
     box = sidebar.get_by_label("fc1 units", exact=True)
     kept = box.input_value()
     params = metric_value(page, "Parameters")
-    alerts = page.locator(SIDEBAR_ERRORS)
+    alerts = sidebar.locator("[data-testid='stAlertContentError']")
     for text, why in (("-5", "-5 is out of range"), ("abc", "the box is empty or not a number"),
                       ("5000", "5000 is out of range"), ("2.5", "2.5 is not a whole number")):
         _type_number(page, box, text)
         # The message itself is waited for: under load a trailing message of the last rerun can end wait_rerun
         # before this entry's rerun has drawn (a CI run read the previous entry's message).
         expected = f"fc1 units: {why}; enter a whole number from 1 to 4096. Kept {kept}."
-        page.wait_for_function(f"(want) => [...document.querySelectorAll('{SIDEBAR_ERRORS}')].map(e => e.innerText)"
-                               ".join('\\n') === want", arg=expected, timeout=30000)
+        expect(alerts).to_have_text([expected], timeout=30000)
         assert alerts.all_inner_texts() == [expected]
         assert box.input_value() == kept and metric_value(page, "Parameters") == params
     page.screenshot(path=str(artifacts_dir / "refused_number.png"))
     _type_number(page, box, "1e3")  # a valid width, written as a power of ten: taken, and the message goes
-    page.wait_for_function(f"() => !document.querySelector('{SIDEBAR_ERRORS}')", timeout=30000)
+    expect(alerts).to_have_count(0, timeout=30000)
     assert box.input_value() == "1000" and alerts.count() == 0
     _wait_for(lambda: metric_value(page, "Parameters") != params, 30, "the parameters of fc1 = 1000")
     # The arrow keys and the step buttons still step (the limits moved to the server, not the steps).
