@@ -75,7 +75,10 @@ def test_a_two_worker_search_fills_the_pareto_chart_live_then_opens_in_architect
     main = go_to(page, "Search")
     _fill(page, "Search name", "live")
     _fill(page, "Synthetic training images (a quarter as many test images)", "400")
-    _rerun(page, page.get_by_text("epochs per trial").click)
+    # Waits for what the click brings, the epochs box: a CI run under load timed out waiting for the script
+    # state to turn "running" after this click.
+    page.get_by_text("epochs per trial").click()
+    page.get_by_label("Epochs per trial", exact=True).wait_for()
     _fill(page, "Epochs per trial", "2")
     page.get_by_text("As JSON: edit, paste or load a space file").click()
     _fill(page, "Search space", json.dumps(TINY))
