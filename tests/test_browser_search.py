@@ -46,9 +46,12 @@ def _running(page) -> bool:
 
 # Set before an action: becomes true once the app's script state turns "running" (a rerun began), so a test waits
 # for the rerun the action caused to end, not for a fixed time.
-WATCH_RERUN = ("() => { window.__reran = false; const el = document.querySelector('[data-test-script-state]');"
-               " new MutationObserver(() => { if (el.getAttribute('data-test-script-state') === 'running')"
-               " window.__reran = true; }).observe(el, {attributes: true}); }")
+# The whole document is watched, not one element: the script-state element can be drawn anew after a page
+# switch, and an observer on the old one never fires (two CI runs timed out so).
+WATCH_RERUN = ("() => { window.__reran = false; new MutationObserver(() => { const el = document.querySelector("
+               "'[data-test-script-state]'); if (el && el.getAttribute('data-test-script-state') === 'running')"
+               " window.__reran = true; }).observe(document.body, {attributes: true, childList: true, subtree: true,"
+               " attributeFilter: ['data-test-script-state']}); }")
 RERUN_DONE = "() => window.__reran && document.querySelector(\"[data-test-script-state='notRunning']\") !== null"
 
 
