@@ -19,7 +19,7 @@ from explorer.engine.config import TrainConfig
 from explorer.errors import DataError, ExplorerError, TrainingError
 from explorer.store.checkpoint import load_checkpoint
 from explorer.store.events import EventReader, fold
-from explorer.store.runner import Runner, RunProcess, RunSpec, Slots, new_run_id, thread_budget
+from explorer.store.runner import Runner, RunProcess, RunSpec, Slots, new_run_id, resume_state, thread_budget
 from explorer.store.runs import RECORD_VERSION, read_run
 
 TINY = ArchConfig(conv=(ConvBlock(16, pool="max"), ConvBlock(32, pool="max")), batchnorm=True, head="maxpool")
@@ -125,6 +125,12 @@ def test_bad_source_is_refused_at_start(runs_dir):
 
 def test_resume_continues_a_finished_run(runs_dir):
     first = RunProcess(RunSpec(TINY, QUICK.replace(epochs=1, ema=0.9), DATA)).run()["id"]
+    state, saved = resume_state(first, runs_dir), load_checkpoint(runs_dir / first)
+    # The checkpoint holds the average; the raw weights (kept with the optimizer) are what training goes on from.
+    assert all(state["averaged"][k].equal(v) for k, v in saved.model.state_dict().items())
+    raw = saved.optimizer_state["model"]
+    assert all(state["model"][k].equal(v) for k, v in raw.items()) and state["epochs_done"] == 1
+    assert not all(raw[k].equal(v) for k, v in state["averaged"].items())
     record = RunProcess(RunSpec(TINY, QUICK.replace(epochs=1, ema=0.9), DATA, resume_from=first)).run()
     assert record["status"] == "finished" and record["resumed_from"] == first
     assert [e["epoch"] for e in read_events_file(runs_dir / record["id"]) if e["type"] == "epoch"] == [2]

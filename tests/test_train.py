@@ -211,6 +211,26 @@ def test_resume_continues_epoch_numbers_and_weights(tiny_dataset):
         run(FAST, tiny_dataset, arch=PRESETS["tutorial"], init_state=state)
 
 
+def test_a_resumed_run_goes_on_with_the_schedule_and_the_average_where_it_stopped(tiny_dataset):
+    cfg = FAST.replace(epochs=4, optimizer="sgd", lr=0.05, schedule="cosine", warmup_epochs=1.0, ema=0.9)
+    _, whole = run(cfg, tiny_dataset)
+    stop = threading.Event()
+    first, _ = run(cfg, tiny_dataset, stop=stop, on_epoch_end=lambda snap: snap.epochs_done == 2 and stop.set())
+    assert first.status == "stopped" and first.epochs_done == 2
+    state = {"model": first.optimizer_state["model"], "averaged": first.model.state_dict(),
+             "optimizer": first.optimizer_state, "epochs_done": 2}
+    _, resumed = run(cfg.replace(epochs=2), tiny_dataset, init_state=state)
+
+    def rates(events):
+        return [(e["epoch"], e["batch"], e["lr"]) for e in events if e["type"] == "batch" and e["epoch"] > 2]
+    assert rates(resumed) == rates(whole)  # no second warm-up: the cosine's last half, as in the whole run
+    assert rates(resumed)[0][2] > 0.5 * cfg.lr
+    session = train_module._Session(TINY, cfg.replace(epochs=2), tiny_dataset, state)
+    averaged = session.ema.model.state_dict()
+    assert all(torch.equal(averaged[k], v) for k, v in first.model.state_dict().items())
+    assert session.ema.updates == 2 * batch_count(600, 32)
+
+
 def test_resolve_device_and_batch_count():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -8,10 +8,12 @@ run (`<runs-dir>/<run_id>/`: run.json, events.jsonl, model.safetensors). A progr
 --json one JSON object per event and a last line with run_dir, checkpoint, test_accuracy, per_class, epochs
 and images_per_second. A failed run exits with code 2 and its reason; Ctrl-C (SIGINT) or SIGTERM stops the run
 cleanly (checkpoint, "stopped") with exit code 130 or 143. `--resume RUN_ID` alone continues a run (e.g. an
-interrupted one) with its network, settings and data for the epochs it had left. The app runs exactly this
-command in a child process (explorer.store.runner). `--repeat N` trains N runs with the seeds seed, seed + 1, ...
-as one group (store.groups): each prints as above, then a last line (JSON: "type": "group") with the group's n,
-mean, std and 95 % interval of the final test accuracy; a stop signal ends the current run and starts no more.
+interrupted one) with its network, settings and data for the epochs it had left, its learning rate where the
+schedule was (any resume runs on the schedule of all its epochs, those done and the new ones). The app runs
+exactly this command in a child process (explorer.store.runner). `--repeat N` trains N runs with the seeds seed,
+seed + 1, ... as one group (store.groups): each prints as above, then a last line (JSON: "type": "group") with the
+group's n, mean, std and 95 % interval of the final test accuracy; a stop signal ends the current run
+and starts no more.
 """
 
 from __future__ import annotations

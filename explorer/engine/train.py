@@ -291,6 +291,9 @@ class _Session:
             self._load_optimizer(saved["state_dict"])
         if self.ema is not None:
             self.ema.reset(self.model)
+            if state.get("averaged"):  # the average goes on from the saved one, at its full decay
+                self.ema.model.load_state_dict(state["averaged"])
+                self.ema.updates = self.epochs_done * batch_count(len(self.dataset.train_y), self.cfg.batch_size)
 
     def _load_optimizer(self, state_dict: dict) -> None:
         fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
@@ -430,7 +433,8 @@ def train(arch: ArchConfig, train_cfg: TrainConfig, dataset: Dataset, on_event: 
     """Train `arch` on `dataset`; every event goes to `on_event`. Returns the result (finished or stopped).
 
     `init_state` resumes: {"model": state dict, "optimizer": {"optimizer", "state_dict"} (optional),
-    "epochs_done": int}; the run then trains `train_cfg.epochs` more epochs, numbered after the ones done.
+    "averaged": the EMA's state dict (optional), "epochs_done": int}; the run then trains `train_cfg.epochs` more
+    epochs, numbered after the ones done, on the schedule of all of them (its learning rate at the step it stopped).
     `thread_budget()` caps the CPU threads (re-read at every logged batch); `on_epoch_end(snapshot)` runs after
     every epoch. A NaN/inf loss or any other failure emits "failed" and raises (TrainingError for the NaN guard).
     """
@@ -466,6 +470,9 @@ class _Loop:
         self.on_epoch_end: Callable[[Snapshot], None] | None = None
         self.first_epoch = self.session.epochs_done + 1
         self.total_steps = self.session.steps_per_epoch * cfg.epochs
+        # A resumed run takes the learning rate where the schedule of all its epochs (those done and these) is:
+        # resuming an interrupted run gives the rates the whole run would have had, with no second warm-up.
+        self.schedule_offset = self.session.epochs_done * self.session.steps_per_epoch
         self.epochs: list[dict] = []
         self.step = 0
         self.train_images, self.train_seconds = 0, 0.0
@@ -532,7 +539,8 @@ class _Loop:
                 self.progress = {"batches": b, "seen": seen, "loss_sum": loss_sum, "correct": correct}
                 return False
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            lr = lr_at(cfg, self.step, self.total_steps, s.steps_per_epoch)
+            lr = lr_at(cfg, self.schedule_offset + self.step, self.schedule_offset + self.total_steps,
+                       s.steps_per_epoch)
             loss, right = s.step(idx, lr)
             self.step += 1
             seen += len(idx)

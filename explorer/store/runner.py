@@ -180,8 +180,8 @@ def check_spec(spec: RunSpec, runs_dir: Path, data_dir: Path) -> dict | None:
 
 
 def resume_state(run_id: str, runs_dir: Path) -> dict:
-    """Weights (raw, not averaged, when the run kept them), optimizer state and epochs done of `run_id`'s last
-    checkpoint: a finished, stopped or interrupted run."""
+    """Weights (raw, not averaged, when the run kept them), the average (with EMA), optimizer state and epochs
+    done of `run_id`'s last checkpoint: a finished, stopped or interrupted run."""
     from explorer.store.checkpoint import load_checkpoint
 
     record = read_run(run_id, runs_dir)
@@ -190,9 +190,11 @@ def resume_state(run_id: str, runs_dir: Path) -> dict:
                        f"before keeping any weights); start it again instead.")
     loaded = load_checkpoint(run_dir(run_id, runs_dir) / record["checkpoint"])
     optimizer_state = loaded.optimizer_state or {}
-    weights = optimizer_state.get("model") or loaded.model.state_dict()
+    saved = loaded.model.state_dict()
+    # With weight averaging the checkpoint holds the average and the optimizer state the raw weights.
+    weights, averaged = (optimizer_state["model"], saved) if optimizer_state.get("model") else (saved, None)
     epochs_done = loaded.meta.get("epochs_done") or (record.get("summary") or {}).get("epochs_done") or 0
-    return {"model": weights, "optimizer": optimizer_state, "epochs_done": int(epochs_done)}
+    return {"model": weights, "averaged": averaged, "optimizer": optimizer_state, "epochs_done": int(epochs_done)}
 
 
 class RunProcess:
